@@ -1,0 +1,41 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..audit import AuditLog
+from ..tokens import TokenRegistry
+from ..vault.store import VaultStore
+from .config import ServerConfig
+from .context import CONTEXT, AppContext
+from .handlers import auth, files, health, services, tokens
+from .middleware import MIDDLEWARES, add_security_headers
+
+# The largest body aiohttp itself will buffer: a 5 MiB file plus multipart framing.
+CLIENT_MAX_SIZE = 6 * 1024 * 1024
+
+
+def build_context(config: ServerConfig) -> AppContext:
+    return AppContext(
+        config=config,
+        store=VaultStore(config.data_dir),
+        tokens=TokenRegistry(config.token_ttl),
+        audit=AuditLog(config.audit_log),
+    )
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
+    context = build_context(config)
+    app[CONTEXT] = context
+    app.on_response_prepare.append(add_security_headers)
+    for module in (health, auth, tokens, services, files):
+        app.add_routes(module.routes())
+
+    async def shutdown(_app: web.Application) -> None:
+        await context.lock()
+        context.audit.close()
+
+    app.on_shutdown.append(shutdown)
+    return app

@@ -1,0 +1,40 @@
+"""Reading request bodies with the size caps of the HTTP conventions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .errors import BadRequest, PayloadTooLarge
+
+MAX_JSON_BYTES = 1024 * 1024
+
+
+async def read_json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; 413 beyond 1 MiB, 400 when it is not a JSON object."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise PayloadTooLarge("request body too large (max 1 MiB)")
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise PayloadTooLarge("request body too large (max 1 MiB)")
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise BadRequest("request body must be a JSON object")
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("invalid JSON body") from None
+    if not isinstance(value, dict):
+        raise BadRequest("request body must be a JSON object")
+    return value
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,44 @@
+"""Everything a handler needs, in one object stored on the aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..audit import AuditLog
+from ..lockout import UnlockThrottle
+from ..tokens import TokenRegistry
+from ..vault.store import VaultStore
+from .config import ServerConfig
+
+LockHook = Callable[[], Awaitable[None] | None]
+
+
+@dataclass
+class AppContext:
+    config: ServerConfig
+    store: VaultStore
+    tokens: TokenRegistry
+    audit: AuditLog
+    throttle: UnlockThrottle = field(default_factory=UnlockThrottle)
+    unlock_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Called on lock: later features (cookie jars, TCP sessions, refresh timers) register here.
+    lock_hooks: list[LockHook] = field(default_factory=list)
+
+    async def lock(self) -> None:
+        self.tokens.revoke_all()
+        self.store.lock()
+        for hook in self.lock_hooks:
+            result = hook()
+            if result is not None:
+                await result
+
+
+CONTEXT = web.AppKey("vault_context", AppContext)
+
+
+def ctx(request: web.Request) -> AppContext:
+    return request.app[CONTEXT]

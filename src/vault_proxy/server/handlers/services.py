@@ -1,0 +1,79 @@
+"""Service CRUD. Responses carry ServiceInfo only: never a secret."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...vault.info import service_info
+from ...vault.models import Service, validate_service_name
+from ...vault.validation import ServiceValidationError, parse_service
+from ..bodies import json_response, read_json_object
+from ..context import ctx
+from ..errors import BadRequest, NotFound
+from ..routing import endpoint
+
+
+def visible_service(request: web.Request, name: str) -> Service:
+    """The named service, if it exists and the caller's token may see it (404 otherwise, alike)."""
+    service = ctx(request).store.services.get(name)
+    record = request["token"]
+    if service is None or not record.may_use(name):
+        raise NotFound(f'service "{name}" not found')
+    return service
+
+
+@endpoint("service.list", "proxy")
+async def list_services(request: web.Request) -> web.Response:
+    record = request["token"]
+    services = ctx(request).store.services
+    return json_response([service_info(services[n]) for n in sorted(services) if record.may_use(n)])
+
+
+@endpoint("service.get", "proxy")
+async def get_service(request: web.Request) -> web.Response:
+    return json_response(service_info(visible_service(request, request.match_info["name"])))
+
+
+async def _upsert(request: web.Request, path_name: str | None) -> Service:
+    body = await read_json_object(request)
+    name = path_name if path_name is not None else body.get("name")
+    try:
+        name = validate_service_name(name)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+    def build(previous: Service | None) -> Service:
+        try:
+            return parse_service(body, name=path_name, previous=previous)
+        except ServiceValidationError as exc:
+            raise BadRequest(str(exc)) from None
+
+    return await ctx(request).store.put_service(name, build)
+
+
+@endpoint("service.add", "admin")
+async def add_service(request: web.Request) -> web.Response:
+    return json_response(service_info(await _upsert(request, None)), status=201)
+
+
+@endpoint("service.update", "admin")
+async def update_service(request: web.Request) -> web.Response:
+    return json_response(service_info(await _upsert(request, request.match_info["name"])))
+
+
+@endpoint("service.delete", "admin")
+async def delete_service(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    visible_service(request, name)
+    await ctx(request).store.delete_service(name)
+    return json_response({"status": "deleted"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/services", list_services, allow_head=False),
+        web.post("/services", add_service),
+        web.get("/services/{name}", get_service, allow_head=False),
+        web.put("/services/{name}", update_service),
+        web.delete("/services/{name}", delete_service),
+    ]

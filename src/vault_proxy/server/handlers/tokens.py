@@ -1,0 +1,83 @@
+"""Token creation, listing and revocation (admin only)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...durations import parse_duration
+from ...tokens import SCOPES, AmbiguousPrefixError, TokenNotFoundError
+from ...vault.models import validate_service_name
+from ..bodies import json_response, read_json_object
+from ..context import ctx
+from ..errors import BadRequest, NotFound
+from ..routing import endpoint
+
+MAX_TOKEN_NAME = 128
+
+
+@endpoint("token.list", "admin")
+async def list_tokens(request: web.Request) -> web.Response:
+    return json_response([record.public() for record in ctx(request).tokens.list()])
+
+
+@endpoint("token.create", "admin")
+async def create_token(request: web.Request) -> web.Response:
+    context = ctx(request)
+    body = await read_json_object(request, allow_empty=True)
+    scope = body.get("scope", "proxy")
+    if scope not in SCOPES:
+        raise BadRequest(f"scope must be one of: {', '.join(SCOPES)}")
+    ttl = _ttl(body.get("ttl"))
+    services = _services(body.get("services"), scope)
+    name = body.get("name") or ""
+    if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME or not name.isprintable():
+        raise BadRequest(f"name must be a printable string of at most {MAX_TOKEN_NAME} characters")
+    token, record = context.tokens.mint(scope, ttl=ttl, services=services, name=name)
+    return json_response(context.tokens.token_object(token, record), status=201)
+
+
+def _ttl(value: object) -> float | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadRequest("ttl must be a duration such as 90m, 2h or 7d")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise BadRequest("ttl must be positive")
+        return float(value)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise BadRequest(f"ttl: {exc}") from None
+
+
+def _services(value: object, scope: str) -> list[str] | None:
+    if value is None:
+        return None
+    if scope != "proxy":
+        raise BadRequest("services can only restrict a proxy token")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequest("services must be a non-empty list of service names")
+    try:
+        return sorted({validate_service_name(v) for v in value})
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@endpoint("token.revoke", "admin", audit_template=True)
+async def revoke_token(request: web.Request) -> web.Response:
+    try:
+        ctx(request).tokens.revoke(request.match_info["token_id"])
+    except TokenNotFoundError:
+        raise NotFound("token not found") from None
+    except (AmbiguousPrefixError, ValueError) as exc:
+        raise BadRequest(str(exc)) from None
+    return json_response({"status": "revoked"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/tokens", list_tokens, allow_head=False),
+        web.post("/tokens", create_token),
+        web.delete("/tokens/{token_id}", revoke_token),
+    ]

@@ -1,0 +1,66 @@
+"""Crash-safe file replacement: at every instant a complete ``vault.enc`` exists.
+
+A save writes ``vault.enc.tmp`` and fsyncs it, hard-links the current file to ``vault.enc.bak``
+(the previous good version, no copy), renames the new file over ``vault.enc`` and fsyncs the
+directory. A kill at any point leaves either the old or the new file in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != DIR_MODE:
+        path.chmod(DIR_MODE)
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if path.exists():
+        _refresh_backup(path)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _refresh_backup(path: Path) -> None:
+    backup = backup_path(path)
+    staging = backup.with_name(backup.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        staging.unlink()
+    try:
+        os.link(path, staging)
+    except OSError:  # file systems without hard links: copy instead
+        shutil.copyfile(path, staging)
+        os.chmod(staging, FILE_MODE)
+        with open(staging, "rb") as handle:
+            os.fsync(handle.fileno())
+    os.replace(staging, backup)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,248 @@
+"""The unlocked vault in memory, and its persistence.
+
+One writer at a time (an ``asyncio.Lock``); readers use the in-memory model. Every mutation
+builds the new state, saves it (encryption and fsync run in a thread), and only then replaces
+the in-memory state — so a failed save changes nothing and an acknowledged write is on disk.
+Saves reuse the unwrapped data key: no Argon2 run per write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import fileformat
+from .fileformat import KeyMaterial
+from .models import Service
+from .persistence import atomic_write, backup_path, ensure_private_dir
+
+log = logging.getLogger(__name__)
+VAULT_FILE = "vault.enc"
+MIN_PASSWORD_LEN = 8
+
+
+class VaultLockedError(Exception):
+    pass
+
+
+class PasswordTooShortError(ValueError):
+    pass
+
+
+class CorruptVaultError(Exception):
+    """The file decrypted but its content is not a vault we understand."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str
+    mime_type: str
+    data_b64: str
+    size: int
+
+    @classmethod
+    def from_bytes(cls, name: str, mime_type: str, data: bytes) -> StoredFile:
+        return cls(name, mime_type, base64.b64encode(data).decode("ascii"), len(data))
+
+    def data(self) -> bytes:
+        return base64.b64decode(self.data_b64)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "mime_type": self.mime_type, "size": self.size}
+
+
+@dataclass
+class _State:
+    services: dict[str, Service] = field(default_factory=dict)
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    # Pre-serialised JSON of each entry, so a save only re-encodes what changed.
+    service_json: dict[str, str] = field(default_factory=dict)
+    file_json: dict[str, str] = field(default_factory=dict)
+    # Entries we could not parse (e.g. from a newer or older tool) are kept verbatim, never dropped.
+    unparsed_services: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> _State:
+        return _State(
+            dict(self.services), dict(self.files), dict(self.service_json), dict(self.file_json),
+            dict(self.unparsed_services), dict(self.extras),
+        )  # fmt: skip
+
+    def plaintext(self) -> bytes:
+        services = [f"{json.dumps(n)}:{j}" for n, j in self.service_json.items()]
+        services += [f"{json.dumps(n)}:{json.dumps(raw)}" for n, raw in self.unparsed_services.items()]
+        files = [f"{json.dumps(n)}:{j}" for n, j in self.file_json.items()]
+        parts = [f'"services":{{{",".join(services)}}}', f'"files":{{{",".join(files)}}}']
+        parts += [f"{json.dumps(k)}:{json.dumps(v)}" for k, v in self.extras.items()]
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+    def set_service(self, service: Service) -> None:
+        self.services[service.name] = service
+        self.service_json[service.name] = json.dumps(service.stored_dict(), separators=(",", ":"))
+        self.unparsed_services.pop(service.name, None)
+
+    def drop_service(self, name: str) -> None:
+        self.services.pop(name, None)
+        self.service_json.pop(name, None)
+        self.unparsed_services.pop(name, None)
+
+    def set_file(self, stored: StoredFile) -> None:
+        self.files[stored.name] = stored
+        record = {"name": stored.name, "mime_type": stored.mime_type, "data": stored.data_b64}
+        self.file_json[stored.name] = json.dumps(record, separators=(",", ":"))
+
+    def drop_file(self, name: str) -> None:
+        self.files.pop(name, None)
+        self.file_json.pop(name, None)
+
+
+def _parse_plaintext(plaintext: bytes) -> _State:
+    try:
+        doc = json.loads(plaintext)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptVaultError("vault content is not valid JSON") from exc
+    if not isinstance(doc, dict):
+        raise CorruptVaultError("vault content is not a JSON object")
+    state = _State()
+    for name, raw in (doc.pop("services", None) or {}).items():
+        try:
+            state.set_service(Service.model_validate(raw))
+        except ValueError:
+            log.warning("service %r in the vault file does not validate; kept as stored, unusable", name)
+            state.unparsed_services[name] = raw
+    for name, raw in (doc.pop("files", None) or {}).items():
+        data_b64 = raw.get("data", "")
+        size = len(base64.b64decode(data_b64)) if data_b64 else 0
+        state.set_file(StoredFile(name, raw.get("mime_type") or "application/octet-stream", data_b64, size))
+    state.extras = doc
+    return state
+
+
+class VaultStore:
+    """Holds the decrypted vault while unlocked; all writes go through ``_commit``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / VAULT_FILE
+        self._key: KeyMaterial | None = None
+        self._state = _State()
+        self._write_lock = asyncio.Lock()
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def unlocked(self) -> bool:
+        return self._key is not None
+
+    @property
+    def services(self) -> dict[str, Service]:
+        self._require_unlocked()
+        return self._state.services
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        self._require_unlocked()
+        return self._state.files
+
+    def _require_unlocked(self) -> None:
+        if self._key is None:
+            raise VaultLockedError
+
+    def exists(self) -> bool:
+        return self.path.exists() or backup_path(self.path).exists()
+
+    # -- unlock / lock / password ----------------------------------------------------------
+    async def unlock(self, password: str) -> bool:
+        """Open (or, with no file at all, create) the vault. Returns True when it was created.
+
+        Raises ``fileformat.WrongPasswordError`` / ``VaultFormatError`` / ``CorruptVaultError``.
+        Argon2 runs in a thread. Safe to call while unlocked: it then only checks the password.
+        """
+        async with self._write_lock:
+            key, state, created, needs_save = await asyncio.to_thread(self._open_sync, password)
+            if self._key is None:
+                if needs_save:
+                    await asyncio.to_thread(atomic_write, self.path, key.encrypt(state.plaintext()))
+                self._key, self._state = key, state
+            return created
+
+    def _open_sync(self, password: str) -> tuple[KeyMaterial, _State, bool, bool]:
+        ensure_private_dir(self.data_dir)
+        source = self.path if self.path.exists() else backup_path(self.path)
+        if not source.exists():
+            if len(password) < MIN_PASSWORD_LEN:
+                raise PasswordTooShortError(f"password must be at least {MIN_PASSWORD_LEN} characters")
+            return fileformat.new_key_material(password), _State(), True, True
+        plaintext, key = fileformat.decrypt(source.read_bytes(), password)
+        state = _parse_plaintext(plaintext)
+        # Legacy files get our format on first unlock; a vault opened from .bak is restored now.
+        needs_save = key is None or source != self.path
+        if key is None:
+            key = fileformat.new_key_material(password)
+        if source != self.path:
+            log.warning("vault.enc was missing; restored from %s", source.name)
+        return key, state, False, needs_save
+
+    def lock(self) -> None:
+        self._key = None
+        self._state = _State()
+
+    async def change_password(self, current: str, new: str) -> None:
+        """Re-wrap the data key under a new password (the data key itself stays the same)."""
+        if len(new) < MIN_PASSWORD_LEN:
+            raise PasswordTooShortError(f"password must be at least {MIN_PASSWORD_LEN} characters")
+        async with self._write_lock:
+            self._require_unlocked()
+            blob = await asyncio.to_thread(self.path.read_bytes)
+            await asyncio.to_thread(fileformat.decrypt, blob, current)  # raises WrongPasswordError
+            assert self._key is not None
+            new_key = await asyncio.to_thread(fileformat.new_key_material, new, data_key=self._key.data_key)
+            await asyncio.to_thread(atomic_write, self.path, new_key.encrypt(self._state.plaintext()))
+            self._key = new_key
+
+    # -- mutations --------------------------------------------------------------------------
+    async def put_service(self, name: str, build: Callable[[Service | None], Service]) -> Service:
+        """Upsert: ``build`` receives the stored service ``name`` (or None) and returns the new one.
+
+        It runs under the write lock, so read-modify-write (keeping pins and caches) is atomic.
+        """
+        holder: list[Service] = []
+
+        def change(state: _State) -> None:
+            service = build(state.services.get(name))
+            state.set_service(service)
+            holder.append(service)
+
+        await self._commit(change)
+        return holder[0]
+
+    async def delete_service(self, name: str) -> None:
+        await self._commit(lambda state: state.drop_service(name))
+
+    async def put_file(self, stored: StoredFile) -> None:
+        await self._commit(lambda state: state.set_file(stored))
+
+    async def delete_file(self, name: str, check: Callable[[], None] | None = None) -> None:
+        def change(state: _State) -> None:
+            if check is not None:
+                check()
+            state.drop_file(name)
+
+        await self._commit(change)
+
+    async def _commit(self, change: Callable[[_State], None]) -> None:
+        async with self._write_lock:
+            self._require_unlocked()
+            key = self._key
+            assert key is not None
+            new_state = self._state.copy()
+            change(new_state)
+            blob = await asyncio.to_thread(lambda: key.encrypt(new_state.plaintext()))
+            await asyncio.to_thread(atomic_write, self.path, blob)
+            if self._key is key:  # not locked meanwhile
+                self._state = new_state

@@ -1,0 +1,76 @@
+"""Turn untrusted service JSON into a ``Service``, with error messages that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import AUTH_TYPES, Service, validate_service_name
+
+
+class ServiceValidationError(ValueError):
+    """A service body was rejected; the message is safe to show (it never quotes a secret)."""
+
+
+def parse_service(data: Any, *, name: str | None = None, previous: Service | None = None) -> Service:
+    """Validate a service body. ``name`` (from a URL path) overrides the body's name.
+
+    ``previous`` is the stored service of the same name: state the new body does not mention
+    (a pinned SSH host key, cached OAuth tokens) is carried over, so a re-post never drops it.
+    """
+    if not isinstance(data, dict):
+        raise ServiceValidationError("service body must be a JSON object")
+    data = dict(data)
+    if name is not None:
+        try:
+            data["name"] = validate_service_name(name)
+        except ValueError as exc:
+            raise ServiceValidationError(str(exc)) from None
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        raise ServiceValidationError("auth is required and must be an object with a type")
+    kind = auth.get("type")
+    if kind not in AUTH_TYPES:
+        raise ServiceValidationError(f"auth.type must be one of: {', '.join(AUTH_TYPES)}")
+    if previous is not None and previous.auth.type == kind:
+        data["auth"] = _carry_over(previous, auth)
+    try:
+        return Service.model_validate(data)
+    except ValidationError as exc:
+        raise ServiceValidationError(_describe(exc, kind)) from None
+
+
+_KEPT_STATE = {
+    "ssh_key": ("ssh_host_key",),
+    "oauth2_client": ("access_token", "expires_at", "refresh_token"),
+    "service_account": ("access_token", "expires_at"),
+}
+
+
+def _carry_over(previous: Service, auth: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(auth)
+    stored = previous.stored_dict()["auth"]
+    for field in _KEPT_STATE.get(previous.auth.type, ()):
+        if field not in merged and field in stored:
+            merged[field] = stored[field]
+    return merged
+
+
+def _describe(exc: ValidationError, kind: str) -> str:
+    """One message for the first problem, phrased for a person (no input values echoed)."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    if loc[:2] == ["auth", kind]:
+        loc = loc[2:]
+        where = f"{kind} auth"
+    else:
+        where = ""
+    field = ".".join(loc)
+    if error["type"] == "missing":
+        return f"{where} requires {field}" if where else f"{field} is required"
+    if error["type"] == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    message = error["msg"][0].lower() + error["msg"][1:]
+    target = f"{where} field {field}" if where and field else field or where
+    return f"{target}: {message}".strip(": ")
