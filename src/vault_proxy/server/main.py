@@ -21,9 +21,12 @@ SHUTDOWN_TIMEOUT = 5.0
 
 def _duration(_ctx, _param, value: str) -> float:
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if seconds > 366 * 86400:
+        raise click.BadParameter("at most 366d")
+    return seconds
 
 
 def _networks(_ctx, _param, values: tuple[str, ...]):

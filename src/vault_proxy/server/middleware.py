@@ -28,6 +28,7 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     """``on_response_prepare`` hook: runs for every response, streamed and error ones included."""
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
+    response.headers["Server"] = "vault-proxy"  # no version banner
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -75,12 +76,12 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     if not token:
         raise Unauthorized("authorization required")
     context = ctx(request)
-    if not context.store.unlocked:
-        raise VaultLocked()
     try:
-        record = context.tokens.authenticate(token)
+        record = context.tokens.authenticate(token)  # lock revokes every token: 401 once locked
     except TokenError as exc:
         raise Unauthorized(str(exc)) from None
+    if not context.store.unlocked:
+        raise VaultLocked()
     if scope == "admin" and not record.is_admin:
         raise Forbidden("admin scope required")
     request["token"] = record

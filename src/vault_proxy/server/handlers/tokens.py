@@ -13,6 +13,7 @@ from ..errors import BadRequest, NotFound
 from ..routing import endpoint
 
 MAX_TOKEN_NAME = 128
+MAX_TTL_SECONDS = 366 * 86400
 
 
 @endpoint("token.list", "admin")
@@ -41,14 +42,13 @@ def _ttl(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise BadRequest("ttl must be a duration such as 90m, 2h or 7d")
-    if isinstance(value, int | float):
-        if value <= 0:
-            raise BadRequest("ttl must be positive")
-        return float(value)
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value) if isinstance(value, str) else float(value)
     except ValueError as exc:
         raise BadRequest(f"ttl: {exc}") from None
+    if not 0 < seconds <= MAX_TTL_SECONDS:
+        raise BadRequest("ttl must be positive and at most 366d")
+    return seconds
 
 
 def _services(value: object, scope: str) -> list[str] | None:

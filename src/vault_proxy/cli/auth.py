@@ -1,0 +1,113 @@
+"""``health``, ``unlock``, ``lock``, ``passwd``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from vault_proxy.cli.common import App, expires_text, fail, note, pass_app, read_secret_line
+from vault_proxy.client.errors import VaultError
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+@pass_app
+def health(app: App, as_json: bool) -> None:
+    """Show whether the server is reachable and the vault locked or unlocked.
+
+    \b
+    Example:
+      vault-cli health
+    """
+    client = app.client()
+    status = client.health()
+    if as_json:
+        from vault_proxy.cli.common import print_json
+
+        print_json(status)
+        return
+    click.echo(f"vault-server at {client.addr}: {status.get('status', 'unknown')}")
+
+
+@click.command()
+@click.option("--password-stdin", is_flag=True, help="Read the master password from stdin (one line).")
+@pass_app
+def unlock(app: App, password_stdin: bool) -> None:
+    """Unlock the vault (the first unlock creates it) and save an admin token.
+
+    The token is written to ~/.vault-proxy/session (mode 0600) and used by later commands.
+
+    \b
+    Example:
+      vault-cli unlock
+      printf '%s\\n' "$MASTER_PASSWORD" | vault-cli unlock --password-stdin
+    """
+    from vault_proxy.client.session import write_session_token
+
+    if password_stdin:
+        password = read_secret_line(sys.stdin)
+        if not password:
+            fail("no password on stdin")
+    else:
+        password = click.prompt("Master password", hide_input=True)
+    token = app.client().unlock(password)
+    path = write_session_token(token["id"])
+    click.echo(f"Vault unlocked. Token saved to {path}")
+    click.echo(f"Token expires at {expires_text(token.get('expires_at'))}")
+    if os.environ.get("VAULT_TOKEN"):
+        note("note: VAULT_TOKEN is set and takes precedence over the session file")
+
+
+@click.command()
+@pass_app
+def lock(app: App) -> None:
+    """Lock the vault: every token is revoked and the session file removed.
+
+    \b
+    Example:
+      vault-cli lock
+    """
+    from vault_proxy.client.session import remove_session
+
+    try:
+        app.client().lock()
+    except VaultError as exc:
+        if exc.status_code == 503:  # already locked: the goal is reached
+            remove_session()
+            click.echo("Vault is already locked.")
+            return
+        raise
+    remove_session()
+    click.echo("Vault locked.")
+
+
+@click.command()
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read two lines from stdin: the current password, then the new one.",
+)
+@pass_app
+def passwd(app: App, password_stdin: bool) -> None:
+    """Change the master password (needs an admin token).
+
+    \b
+    Example:
+      vault-cli passwd
+      printf '%s\\n%s\\n' "$OLD" "$NEW" | vault-cli passwd --password-stdin
+    """
+    if password_stdin:
+        current = read_secret_line(sys.stdin)
+        new = read_secret_line(sys.stdin)
+        if not current or not new:
+            fail("expected two lines on stdin: the current password, then the new one")
+    else:
+        current = click.prompt("Current password", hide_input=True)
+        new = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat new password")
+    app.client().change_password(current, new)
+    click.echo("Password changed.")
+
+
+COMMANDS = (health, unlock, lock, passwd)

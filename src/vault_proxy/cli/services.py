@@ -1,0 +1,95 @@
+"""``service list|add|show|remove``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from vault_proxy.cli.common import App, fail, pass_app, print_json, print_table, read_stdin_text
+
+
+@click.group()
+def service() -> None:
+    """Manage services (the credentials the proxy injects).
+
+    \b
+    Example:
+      vault-cli service list
+      vault-cli service add - < github.json
+    """
+
+
+@service.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def list_(app: App, as_json: bool) -> None:
+    """List services (a restricted proxy token sees only its own).
+
+    \b
+    Example:
+      vault-cli service list --json
+    """
+    items = app.client().list_services()
+    if as_json:
+        print_json(items)
+    elif not items:
+        click.echo("No services.")
+    else:
+        print_table(
+            ("NAME", "AUTH", "BASE URL"),
+            ((s.get("name"), s.get("auth_type"), s.get("base_url")) for s in items),
+        )
+
+
+@service.command()
+@click.argument("service_json", metavar="[JSON|-]", required=False)
+@pass_app
+def add(app: App, service_json: str | None) -> None:
+    """Add or replace a service from its JSON (argument, or stdin with '-' or nothing).
+
+    Prefer stdin: arguments are visible to other local users in the process list.
+
+    \b
+    Example:
+      vault-cli service add - <<'EOF'
+      {"name": "github", "base_url": "https://api.github.com",
+       "auth": {"type": "bearer", "token": "ghp_..."}}
+      EOF
+    """
+    text = read_stdin_text("service JSON") if service_json in (None, "-") else service_json
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:  # report the position, never the text (it holds secrets)
+        fail(f"invalid service JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+    if not isinstance(body, dict):
+        fail("invalid service JSON: expected an object")
+    info = app.client().add_service(body)
+    click.echo(f'Service "{info.get("name", body.get("name"))}" saved')
+
+
+@service.command()
+@click.argument("name")
+@pass_app
+def show(app: App, name: str) -> None:
+    """Show a service (never its secrets).
+
+    \b
+    Example:
+      vault-cli service show github
+    """
+    print_json(app.client().get_service(name))
+
+
+@service.command()
+@click.argument("name")
+@pass_app
+def remove(app: App, name: str) -> None:
+    """Delete a service.
+
+    \b
+    Example:
+      vault-cli service remove github
+    """
+    app.client().remove_service(name)
+    click.echo(f'Service "{name}" removed')

@@ -1,0 +1,229 @@
+"""The vault's HTTP API as plain request descriptions, shared by the sync and async clients.
+
+Each function returns a :class:`Call` (method, path, body); ``decode`` turns the answer into a
+result or a :class:`VaultError`. No I/O happens here, so one table serves both clients.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from vault_proxy.client.errors import VaultError
+
+if TYPE_CHECKING:
+    import httpx
+
+VAULT_ERROR_HEADER = "X-Vault-Error"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to the vault's own API."""
+
+    method: str
+    path: str
+    json: Any = None
+    files: Mapping[str, Any] | None = None
+    data: Mapping[str, str] | None = None
+    auth: bool = True  # send the caller's token
+    raw: bool = False  # result is the body bytes, not JSON
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def request_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``httpx.Client.request`` (headers excluded)."""
+        out: dict[str, Any] = dict(self.kwargs)
+        if self.json is not None:
+            out["json"] = self.json
+        if self.files is not None:
+            out["files"] = self.files
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+def segment(value: str) -> str:
+    """Percent-encode one path segment (names may hold spaces, ``?``, ``#``, ``%``)."""
+    if not value:
+        raise ValueError("name must not be empty")
+    return quote(value, safe="")
+
+
+def error_message(response: httpx.Response) -> str:
+    """The ``error`` field of a vault error body, or a short fallback."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"]
+    text = response.text.strip()
+    if text and len(text) <= 200 and "\n" not in text:
+        return text
+    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Raise :class:`VaultError` for any non-2xx answer (the body must already be read)."""
+    if not 200 <= response.status_code < 300:
+        raise VaultError(response.status_code, error_message(response))
+
+
+def is_vault_error(response: httpx.Response) -> bool:
+    """True when a proxied answer was produced by the vault, not by the upstream."""
+    return response.headers.get(VAULT_ERROR_HEADER, "").strip() == "1"
+
+
+def decode(call: Call, response: httpx.Response) -> Any:
+    """The result of ``call``: JSON (or bytes for raw calls); raises on vault errors."""
+    raise_for_status(response)
+    if call.raw:
+        return response.content
+    if not response.content:
+        return None
+    return response.json()
+
+
+def format_ttl(ttl: str | int | float | timedelta) -> str:
+    """``"2h"`` stays as is; seconds or a timedelta become ``"<n>s"``."""
+    if isinstance(ttl, timedelta):
+        ttl = ttl.total_seconds()
+    if isinstance(ttl, int | float):
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        return f"{int(ttl)}s"
+    return ttl
+
+
+# --- health, unlock, lock -------------------------------------------------------------------
+
+
+def health() -> Call:
+    return Call("GET", "/health", auth=False)
+
+
+def unlock(password: str) -> Call:
+    return Call("POST", "/auth/unlock", json={"password": password}, auth=False)
+
+
+def lock() -> Call:
+    return Call("POST", "/auth/lock")
+
+
+def change_password(current: str, new: str) -> Call:
+    return Call("POST", "/auth/passwd", json={"current_password": current, "new_password": new})
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+def list_services() -> Call:
+    return Call("GET", "/services")
+
+
+def get_service(name: str) -> Call:
+    return Call("GET", f"/services/{segment(name)}")
+
+
+def add_service(service: Mapping[str, Any]) -> Call:
+    return Call("POST", "/services", json=dict(service))
+
+
+def update_service(name: str, service: Mapping[str, Any]) -> Call:
+    return Call("PUT", f"/services/{segment(name)}", json=dict(service))
+
+
+def remove_service(name: str) -> Call:
+    return Call("DELETE", f"/services/{segment(name)}")
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def create_token(
+    scope: str = "proxy",
+    services: list[str] | None = None,
+    ttl: str | int | float | timedelta | None = None,
+    name: str | None = None,
+) -> Call:
+    body: dict[str, Any] = {"scope": scope}
+    if services:
+        body["services"] = list(services)
+    if ttl is not None:
+        body["ttl"] = format_ttl(ttl)
+    if name:
+        body["name"] = name
+    return Call("POST", "/tokens", json=body)
+
+
+def list_tokens() -> Call:
+    return Call("GET", "/tokens")
+
+
+def revoke_token(id_or_prefix: str) -> Call:
+    return Call("DELETE", f"/tokens/{segment(id_or_prefix)}")
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def upload_file(name: str, data: bytes, mime_type: str | None = None) -> Call:
+    if mime_type is None:
+        mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Call(
+        "POST",
+        "/files",
+        data={"name": name},
+        files={"file": (name, bytes(data), mime_type)},
+    )
+
+
+def list_files() -> Call:
+    return Call("GET", "/files")
+
+
+def get_file(name: str) -> Call:
+    return Call("GET", f"/files/{segment(name)}", raw=True)
+
+
+def delete_file(name: str) -> Call:
+    return Call("DELETE", f"/files/{segment(name)}")
+
+
+# --- proxy ----------------------------------------------------------------------------------
+
+
+def proxy_url(service: str, path: str) -> str:
+    """``/proxy/{service}/{path}``; ``path`` is sent as the caller encoded it (query allowed)."""
+    return f"/proxy/{segment(service)}/{path.lstrip('/')}"
+
+
+def proxy_kwargs(
+    *,
+    json: Any = None,
+    data: Any = None,
+    content: bytes | str | None = None,
+    params: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """httpx keyword arguments for a proxied request.
+
+    ``data`` may be bytes/str (sent as the raw body) or a mapping (form-encoded).
+    """
+    out: dict[str, Any] = {}
+    if json is not None:
+        out["json"] = json
+    if isinstance(data, bytes | bytearray | str):
+        content = data if content is None else content
+    elif data is not None:
+        out["data"] = data
+    if content is not None:
+        out["content"] = content
+    if params is not None:
+        out["params"] = params
+    out["headers"] = dict(headers or {})
+    return out

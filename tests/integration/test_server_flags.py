@@ -1,0 +1,134 @@
+"""Server start-up flags: refusals, unix socket, TLS, env-var config, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from helpers import free_port, make_temp_dir
+
+SERVER = [sys.executable, "-m", "vault_proxy.server"]
+
+
+def run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_PROXY_")}
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [*SERVER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_health(client: httpx.Client, url: str, proc: subprocess.Popen[str]) -> httpx.Response:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited early: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            return client.get(url)
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail("server did not become ready")
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, float, str]:
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, time.monotonic() - started, out
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return make_temp_dir() / "data"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8390", "[::]:8390", "192.0.2.10:8390"])
+def test_non_loopback_without_tls_is_refused(data_dir, listen):
+    result = subprocess.run([*SERVER, "--listen", listen, "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode != 0
+    assert "without TLS" in result.stderr
+
+
+def test_tls_cert_without_key_is_refused(data_dir, tmp_path):
+    cert = tmp_path / "cert.pem"
+    trustme.CA().issue_cert("127.0.0.1").cert_chain_pems[0].write_to_path(str(cert))
+    result = subprocess.run([*SERVER, "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data_dir),
+                             "--tls-cert", str(cert)], capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode != 0
+    assert "--tls-cert and --tls-key must be given together" in result.stderr
+
+
+def test_bad_listen_value_is_a_clear_error(data_dir):
+    result = subprocess.run([*SERVER, "--listen", "nonsense", "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode != 0
+    assert "host:port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serves_https_with_cert_and_key(data_dir, tmp_path):
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    port = free_port()
+    proc = run_server("--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+                      "--tls-cert", str(cert), "--tls-key", str(key))  # fmt: skip
+    try:
+        context = ssl.create_default_context(cafile=str(ca_pem))
+        with httpx.Client(verify=context) as client:
+            response = wait_health(client, f"https://127.0.0.1:{port}/health", proc)
+            assert response.json() == {"status": "locked"}
+    finally:
+        code, _, out = stop(proc)
+    assert f"https://127.0.0.1:{port}" in out
+
+
+def test_unix_socket_from_env_var_with_mode_0660(data_dir):
+    sock = make_temp_dir() / "vault.sock"
+    proc = run_server(env={"VAULT_PROXY_LISTEN": f"unix:{sock}", "VAULT_PROXY_DATA_DIR": str(data_dir)})
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock))) as client:
+            response = wait_health(client, "http://vault/health", proc)
+            assert response.json() == {"status": "locked"}
+            assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+            unlocked = client.post("http://vault/auth/unlock", json={"password": "socket-pw-1"})
+            assert unlocked.status_code == 200
+    finally:
+        code, _, out = stop(proc)
+    assert code == 0
+    assert f"unix:{sock}" in out and str(data_dir) in out
+    assert (data_dir / "vault.enc").exists()
+
+
+def test_sigterm_stops_within_five_seconds_and_starts_locked(start_server):
+    server = start_server()
+    server.unlock("sigterm-pw-1")
+    code = server.stop()
+    assert code == 0 and not server.last_stop_forced
+    server.start()
+    assert server.http.get("/health").json() == {"status": "locked"}
+
+
+def test_start_line_names_address_and_data_dir(start_server):
+    server = start_server()
+    log = server.log_text()
+    assert f"listening on http://127.0.0.1:{server.port}" in log
+    assert str(server.data_dir) in log
