@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from vault_proxy.cli.common import App, expires_text, fail, note, pass_app, read_secret_line
-from vault_proxy.client.errors import VaultError
+from vault_proxy.cli.common import App, expires_text, fail, note, pass_app, print_json, read_secret_line
+from vault_proxy.client.errors import VaultConnectionError, VaultError
 
 
 @click.command()
@@ -24,8 +24,6 @@ def health(app: App, as_json: bool) -> None:
     client = app.client()
     status = client.health()
     if as_json:
-        from vault_proxy.cli.common import print_json
-
         print_json(status)
         return
     click.echo(f"vault-server at {client.addr}: {status.get('status', 'unknown')}")
@@ -71,14 +69,19 @@ def lock(app: App) -> None:
     """
     from vault_proxy.client.session import remove_session
 
+    client = app.client()
     try:
-        app.client().lock()
-    except VaultError as exc:
-        if exc.status_code == 503:  # already locked: the goal is reached
-            remove_session()
-            click.echo("Vault is already locked.")
-            return
+        client.lock()
+    except VaultConnectionError:
         raise
+    except VaultError:
+        # A stale token (the vault was locked or restarted) cannot lock; if the vault is locked
+        # anyway, the goal is reached.
+        if client.health().get("status") != "locked":
+            raise
+        remove_session()
+        click.echo("Vault is already locked.")
+        return
     remove_session()
     click.echo("Vault locked.")
 

@@ -6,6 +6,7 @@ Nothing heavy is imported here: httpx and the SDK client load only when a comman
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -37,23 +38,39 @@ class App:
             from vault_proxy.client.sync import VaultClient
 
             self._client = VaultClient(self.addr, timeout=timeout, allow_insecure=self.allow_insecure)
-            click.get_current_context().call_on_close(self._client.close)
+            click.get_current_context().find_root().call_on_close(self._client.close)
         return self._client
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
-def describe(exc: VaultError) -> str:
-    """The one-line message shown for a vault error, with a hint where one helps."""
+def describe(exc: VaultError, *, vault_locked: bool = False) -> str:
+    """The one-line message shown for a vault error, with a hint where one helps.
+
+    ``vault_locked``: ``/health`` said the vault is locked (lock revokes every token, so a locked
+    vault answers 401; the real cause is worth naming).
+    """
     if isinstance(exc, VaultConnectionError):
         return f"cannot reach vault-server at {exc.addr} ({START_HINT})"
     message = exc.message
     if exc.status_code == 503 and "locked" in message.lower():
         return f"vault is locked ({UNLOCK_HINT})"
     if exc.status_code == 401 and message in AUTH_MESSAGES:
+        if vault_locked:
+            return f"vault is locked ({UNLOCK_HINT})"
         return f"{message} ({UNLOCK_HINT} or set VAULT_TOKEN)"
     return message
+
+
+def is_locked(app: App | None) -> bool:
+    """Ask ``/health`` whether the vault is locked (False when that fails)."""
+    if app is None:
+        return False
+    try:
+        return app.client().health().get("status") == "locked"
+    except VaultError:
+        return False
 
 
 class VaultGroup(click.Group):
@@ -63,9 +80,13 @@ class VaultGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VaultError as exc:
-            fail(describe(exc))
+            locked = exc.status_code == 401 and exc.message in AUTH_MESSAGES and is_locked(ctx.find_object(App))
+            fail(describe(exc, vault_locked=locked))
         except BrokenPipeError:
-            sys.stderr.close()  # reader went away (``| head``): stop quietly
+            # The reader went away (``| head``): stop quietly, and keep Python's exit-time flush
+            # of stdout from complaining about the closed pipe.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(1)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
@@ -125,10 +146,10 @@ def expires_text(expires_at: str | None) -> str:
 
 
 def human_duration(seconds: int) -> str:
-    """``7d``, ``2h``, ``1h30m``, ``45s`` (two most significant units)."""
-    parts = []
+    """``7d``, ``2h``, ``1h30m``, ``45s``: the two most significant units, rounded down."""
+    counts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts[:2]) or "0s"
+        counts.append((count, unit))
+    first = next((i for i, (count, _) in enumerate(counts) if count), len(counts) - 1)
+    return "".join(f"{count}{unit}" for count, unit in counts[first : first + 2] if count) or "0s"

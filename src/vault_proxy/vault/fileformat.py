@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
@@ -33,6 +35,7 @@ SALT_LEN = 16
 WRAPPED_LEN = KEY_LEN + 16
 _PARAMS = struct.Struct(">4sBBIIIB")  # magic, version, kdf, t, m_kib, p, salt_len
 LEGACY_MIN_LEN = SALT_LEN + NONCE_LEN + 16
+_CHUNK = 1024 * 1024
 
 
 class VaultFormatError(Exception):
@@ -77,8 +80,23 @@ class KeyMaterial:
     header: bytes  # our header up to and including the wrapped key
 
     def encrypt(self, plaintext: bytes) -> bytes:
+        return b"".join(self.encrypt_stream([plaintext]))
+
+    def encrypt_stream(self, parts: Iterable[bytes]) -> Iterator[bytes]:
+        """The file as a sequence of chunks: header, nonce, ciphertext pieces, tag.
+
+        Streaming GCM gives the same bytes as one-shot AES-GCM, without ever holding the whole
+        plaintext or ciphertext of a vault with megabytes of files in one buffer.
+        """
         nonce = os.urandom(NONCE_LEN)
-        return self.header + nonce + AESGCM(self.data_key).encrypt(nonce, plaintext, self.header)
+        encryptor = Cipher(algorithms.AES(self.data_key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(self.header)
+        yield self.header + nonce
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, len(view), _CHUNK):
+                yield encryptor.update(view[start : start + _CHUNK])
+        yield encryptor.finalize() + encryptor.tag
 
 
 def new_key_material(password: str, kdf: KdfParams = DEFAULT_KDF, data_key: bytes | None = None) -> KeyMaterial:

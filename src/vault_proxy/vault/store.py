@@ -61,30 +61,35 @@ class StoredFile:
 class _State:
     services: dict[str, Service] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)
-    # Pre-serialised JSON of each entry, so a save only re-encodes what changed.
-    service_json: dict[str, str] = field(default_factory=dict)
-    file_json: dict[str, str] = field(default_factory=dict)
+    # Pre-serialised JSON of each service, and of the whole files section: files are the bulk of a
+    # large vault and change rarely, so a service write re-encodes neither.
+    service_json: dict[str, bytes] = field(default_factory=dict)
+    files_section: bytes | None = None
     # Entries we could not parse (e.g. from a newer or older tool) are kept verbatim, never dropped.
     unparsed_services: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
-            dict(self.services), dict(self.files), dict(self.service_json), dict(self.file_json),
+            dict(self.services), dict(self.files), dict(self.service_json), self.files_section,
             dict(self.unparsed_services), dict(self.extras),
         )  # fmt: skip
 
+    def plaintext_parts(self) -> list[bytes]:
+        """The vault JSON in pieces (the big files section is never copied into a joined buffer)."""
+        services = list(self.service_json.values())
+        services += [_entry(name, raw) for name, raw in self.unparsed_services.items()]
+        if self.files_section is None:
+            self.files_section = b",".join(_file_entry(stored) for stored in self.files.values())
+        extras = b"".join(b"," + _entry(key, value) for key, value in self.extras.items())
+        return [b'{"services":{' + b",".join(services) + b'},"files":{', self.files_section, b"}" + extras + b"}"]
+
     def plaintext(self) -> bytes:
-        services = [f"{json.dumps(n)}:{j}" for n, j in self.service_json.items()]
-        services += [f"{json.dumps(n)}:{json.dumps(raw)}" for n, raw in self.unparsed_services.items()]
-        files = [f"{json.dumps(n)}:{j}" for n, j in self.file_json.items()]
-        parts = [f'"services":{{{",".join(services)}}}', f'"files":{{{",".join(files)}}}']
-        parts += [f"{json.dumps(k)}:{json.dumps(v)}" for k, v in self.extras.items()]
-        return ("{" + ",".join(parts) + "}").encode("utf-8")
+        return b"".join(self.plaintext_parts())
 
     def set_service(self, service: Service) -> None:
         self.services[service.name] = service
-        self.service_json[service.name] = json.dumps(service.stored_dict(), separators=(",", ":"))
+        self.service_json[service.name] = _entry(service.name, service.stored_dict())
         self.unparsed_services.pop(service.name, None)
 
     def drop_service(self, name: str) -> None:
@@ -94,12 +99,24 @@ class _State:
 
     def set_file(self, stored: StoredFile) -> None:
         self.files[stored.name] = stored
-        record = {"name": stored.name, "mime_type": stored.mime_type, "data": stored.data_b64}
-        self.file_json[stored.name] = json.dumps(record, separators=(",", ":"))
+        self.files_section = None
 
     def drop_file(self, name: str) -> None:
-        self.files.pop(name, None)
-        self.file_json.pop(name, None)
+        if self.files.pop(name, None) is not None:
+            self.files_section = None
+
+
+def _entry(key: str, value: Any) -> bytes:
+    return json.dumps({key: value}, separators=(",", ":"))[1:-1].encode("utf-8")
+
+
+def _file_entry(stored: StoredFile) -> bytes:
+    record = {"name": stored.name, "mime_type": stored.mime_type, "data": stored.data_b64}
+    return _entry(stored.name, record)
+
+
+def _b64_size(data_b64: str) -> int:
+    return len(data_b64) * 3 // 4 - data_b64[-2:].count("=")
 
 
 def _parse_plaintext(plaintext: bytes) -> _State:
@@ -117,9 +134,9 @@ def _parse_plaintext(plaintext: bytes) -> _State:
             log.warning("service %r in the vault file does not validate; kept as stored, unusable", name)
             state.unparsed_services[name] = raw
     for name, raw in (doc.pop("files", None) or {}).items():
-        data_b64 = raw.get("data", "")
-        size = len(base64.b64decode(data_b64)) if data_b64 else 0
-        state.set_file(StoredFile(name, raw.get("mime_type") or "application/octet-stream", data_b64, size))
+        data_b64 = raw.get("data") or ""
+        mime_type = raw.get("mime_type") or "application/octet-stream"
+        state.set_file(StoredFile(name, mime_type, data_b64, _b64_size(data_b64)))
     state.extras = doc
     return state
 
@@ -167,7 +184,7 @@ class VaultStore:
             key, state, created, needs_save = await asyncio.to_thread(self._open_sync, password)
             if self._key is None:
                 if needs_save:
-                    await asyncio.to_thread(atomic_write, self.path, key.encrypt(state.plaintext()))
+                    await asyncio.to_thread(self._save, key, state)
                 self._key, self._state = key, state
             return created
 
@@ -202,7 +219,7 @@ class VaultStore:
             await asyncio.to_thread(fileformat.decrypt, blob, current)  # raises WrongPasswordError
             assert self._key is not None
             new_key = await asyncio.to_thread(fileformat.new_key_material, new, data_key=self._key.data_key)
-            await asyncio.to_thread(atomic_write, self.path, new_key.encrypt(self._state.plaintext()))
+            await asyncio.to_thread(self._save, new_key, self._state)
             self._key = new_key
 
     # -- mutations --------------------------------------------------------------------------
@@ -235,6 +252,9 @@ class VaultStore:
 
         await self._commit(change)
 
+    def _save(self, key: KeyMaterial, state: _State) -> None:
+        atomic_write(self.path, key.encrypt_stream(state.plaintext_parts()))
+
     async def _commit(self, change: Callable[[_State], None]) -> None:
         async with self._write_lock:
             self._require_unlocked()
@@ -242,7 +262,6 @@ class VaultStore:
             assert key is not None
             new_state = self._state.copy()
             change(new_state)
-            blob = await asyncio.to_thread(lambda: key.encrypt(new_state.plaintext()))
-            await asyncio.to_thread(atomic_write, self.path, blob)
+            await asyncio.to_thread(self._save, key, new_state)
             if self._key is key:  # not locked meanwhile
                 self._state = new_state
