@@ -17,7 +17,9 @@ PASSWORD = "store-test-password"
 
 
 def bearer(name: str, token: str = "tok-SECRET-1"):
-    return parse_service({"name": name, "base_url": "https://api.example.com", "auth": {"type": "bearer", "token": token}})
+    return parse_service(
+        {"name": name, "base_url": "https://api.example.com", "auth": {"type": "bearer", "token": token}}
+    )
 
 
 async def put(store: VaultStore, name: str, token: str = "tok-SECRET-1"):
@@ -103,7 +105,13 @@ async def test_failed_change_leaves_memory_and_disk_untouched(tmp_path):
 
 async def test_legacy_file_is_upgraded_on_unlock(tmp_path):
     go_json = {
-        "services": {"gh": {"name": "gh", "base_url": "https://api.github.com", "auth": {"type": "bearer", "token": "ghp-SECRET"}}},
+        "services": {
+            "gh": {
+                "name": "gh",
+                "base_url": "https://api.github.com",
+                "auth": {"type": "bearer", "token": "ghp-SECRET"},
+            }
+        },
         "files": {"n.txt": {"name": "n.txt", "mime_type": "text/plain", "data": "aGVsbG8="}},
     }
     (tmp_path / "vault.enc").write_bytes(fileformat.encrypt_legacy(json.dumps(go_json).encode(), PASSWORD))

@@ -20,9 +20,9 @@ field_names = st.sampled_from(
      "refresh_token", "file_ref", "ssh_host", "ssh_port", "ssh_user", "ssh_key_file_ref", "ssh_host_key",
      "imap_host", "imap_user", "imap_password", "imap_tls", "redis_host", "redis_db", "postgres_tls", "scopes"]
 )  # fmt: skip
-auth_bodies = st.fixed_dictionaries(
-    {"type": st.sampled_from(AUTH_TYPES) | json_values}, optional={}
-).flatmap(lambda base: st.dictionaries(field_names, json_values, max_size=6).map(lambda extra: {**extra, **base}))
+auth_bodies = st.fixed_dictionaries({"type": st.sampled_from(AUTH_TYPES) | json_values}, optional={}).flatmap(
+    lambda base: st.dictionaries(field_names, json_values, max_size=6).map(lambda extra: {**extra, **base})
+)
 service_bodies = st.fixed_dictionaries(
     {"name": st.text(max_size=12) | json_values, "auth": auth_bodies | json_values},
     optional={"base_url": st.sampled_from(["https://a.example", "http://x/{token}", "", "ftp://x"]) | json_values,
@@ -45,6 +45,8 @@ def test_any_body_validates_or_fails_cleanly(body):
 @given(st.text(max_size=16))
 def test_durations_parse_or_raise_value_error(text):
     try:
-        assert parse_duration(text) > 0
-    except ValueError:
-        pass
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert seconds > 0

@@ -11,9 +11,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Scope = Literal["admin", "proxy"]
 
 
-def endpoint(
-    action: str, scope: Scope | None = None, *, audit_template: bool = False
-) -> Callable[[Handler], Handler]:
+def endpoint(action: str, scope: Scope | None = None, *, audit_template: bool = False) -> Callable[[Handler], Handler]:
     """Mark a handler. ``audit_template`` logs the route template instead of the concrete path
     (for paths that carry something sensitive, such as a token being revoked)."""
 

@@ -6,29 +6,30 @@ A model holds everything the vault stores about a service, secrets included; ``s
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from .secret import Secret
+from .secret import RequiredSecret, Secret
 
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
+NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]*")
 MAX_NAME_LEN = 128
 FORBIDDEN_HEADER_NAMES = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
 )
 HTTP_AUTH_TYPES = frozenset({"bearer", "header", "basic", "url", "oauth2_client", "service_account"})
-_HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def validate_service_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError("service name is required")
-    if len(name) > MAX_NAME_LEN or not NAME_PATTERN.match(name):
+    if len(name) > MAX_NAME_LEN or not NAME_PATTERN.fullmatch(name):
         raise ValueError(
-            f"invalid service name {name[:140]!r}: 1-128 characters, letters, digits, '.', '_' or '-', "
+            f"invalid service name {json.dumps(name[:140])}: 1-128 characters, letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name
@@ -49,18 +50,18 @@ class _Auth(BaseModel):
 
 class BearerAuth(_Auth):
     type: Literal["bearer"]
-    token: Secret
+    token: RequiredSecret
 
 
 class HeaderAuth(_Auth):
     type: Literal["header"]
     header_name: str
-    header_value: Secret
+    header_value: RequiredSecret
 
     @field_validator("header_name")
     @classmethod
     def _check_header_name(cls, value: str) -> str:
-        if not _HEADER_TOKEN.match(value):
+        if not _HEADER_TOKEN.fullmatch(value):
             raise ValueError(f"header_name {value!r} is not a valid HTTP header name")
         if value.lower() in FORBIDDEN_HEADER_NAMES or value.lower().startswith("x-vault-"):
             raise ValueError(f"header_name {value!r} cannot be injected (reserved header)")
@@ -75,7 +76,7 @@ class BasicAuth(_Auth):
 
 class UrlAuth(_Auth):
     type: Literal["url"]
-    token: Secret
+    token: RequiredSecret
 
 
 class OAuth2ClientAuth(_Auth):
@@ -97,14 +98,10 @@ class OAuth2ClientAuth(_Auth):
                 raise ValueError("oauth2_client auth requires both client_secret_file and token_file")
             return self
         missing = [
-            name
-            for name in ("client_id", "client_secret", "token_url", "refresh_token")
-            if not getattr(self, name)
+            name for name in ("client_id", "client_secret", "token_url", "refresh_token") if not getattr(self, name)
         ]
         if missing:
-            raise ValueError(
-                f"oauth2_client auth requires {', '.join(missing)} (or client_secret_file and token_file)"
-            )
+            raise ValueError(f"oauth2_client auth requires {', '.join(missing)} (or client_secret_file and token_file)")
         _check_http_url(self.token_url, "token_url")
         return self
 

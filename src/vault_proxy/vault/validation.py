@@ -67,7 +67,7 @@ def _describe(exc: ValidationError, kind: str) -> str:
     else:
         where = ""
     field = ".".join(loc)
-    if error["type"] == "missing":
+    if error["type"] in ("missing", "string_too_short", "too_short"):
         return f"{where} requires {field}" if where else f"{field} is required"
     if error["type"] == "value_error":
         return str(error.get("ctx", {}).get("error", error["msg"]))
