@@ -353,7 +353,6 @@ def proxy_server(start_server: object) -> ServerHandle:
     return start_server(allow_private="127.0.0.1/32")  # type: ignore[operator]
 
 
-@pytest.mark.skip(reason="the /proxy route lands with issue 3")
 def test_proxy_command(proxy_server: ServerHandle, secrets: SecretRegistry, upstream: tuple[str, str]) -> None:
     cli = Cli(proxy_server)
     cli.unlock(secrets.new("cli-master-pw"))

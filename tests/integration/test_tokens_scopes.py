@@ -96,7 +96,6 @@ def assert_same_404(server, template: str, hidden: str, missing: str, headers: d
     assert hidden_resp.headers.get("content-type") == missing_resp.headers.get("content-type")
 
 
-@pytest.mark.skip(reason="the /proxy route lands with issue 3")
 def test_restricted_token_cannot_proxy_other_services(unlocked_server, secrets):
     server = unlocked_server
     allowed, hidden, missing = unique("svc-a"), unique("svc-b"), unique("svc-missing")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..audit import AuditLog
+from ..netguard import AddressPolicy
+from ..proxy.upstream import UpstreamClients
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
 from .config import ServerConfig
 from .context import CONTEXT, AppContext
-from .handlers import auth, files, health, services, tokens
+from .handlers import auth, files, health, proxy, services, tokens
 from .middleware import MIDDLEWARES, add_security_headers
 
 # The largest body aiohttp itself will buffer: a 5 MiB file plus multipart framing.
@@ -22,6 +24,7 @@ def build_context(config: ServerConfig) -> AppContext:
         store=VaultStore(config.data_dir),
         tokens=TokenRegistry(config.token_ttl),
         audit=AuditLog(config.audit_log),
+        upstream=UpstreamClients(AddressPolicy(config.allow_private), config.ca_file, config.http_proxy),
     )
 
 
@@ -30,11 +33,12 @@ def create_app(config: ServerConfig) -> web.Application:
     context = build_context(config)
     app[CONTEXT] = context
     app.on_response_prepare.append(add_security_headers)
-    for module in (health, auth, tokens, services, files):
+    for module in (health, auth, tokens, services, files, proxy):
         app.add_routes(module.routes())
 
     async def shutdown(_app: web.Application) -> None:
         await context.lock()
+        await context.upstream.close()
         context.audit.close()
 
     app.on_shutdown.append(shutdown)

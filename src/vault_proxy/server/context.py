@@ -10,6 +10,9 @@ from aiohttp import web
 
 from ..audit import AuditLog
 from ..lockout import UnlockThrottle
+from ..proxy.cookies import CookieJars
+from ..proxy.scrub_cache import ScrubberCache
+from ..proxy.upstream import UpstreamClients
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
 from .config import ServerConfig
@@ -23,14 +26,19 @@ class AppContext:
     store: VaultStore
     tokens: TokenRegistry
     audit: AuditLog
+    upstream: UpstreamClients
     throttle: UnlockThrottle = field(default_factory=UnlockThrottle)
     unlock_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cookie_jars: CookieJars = field(default_factory=CookieJars)
+    scrubbers: ScrubberCache = field(default_factory=ScrubberCache)
     # Called on lock: later features (cookie jars, TCP sessions, refresh timers) register here.
     lock_hooks: list[LockHook] = field(default_factory=list)
 
     async def lock(self) -> None:
         self.tokens.revoke_all()
         self.store.lock()
+        self.cookie_jars.clear()
+        self.scrubbers.clear()
         for hook in self.lock_hooks:
             result = hook()
             if result is not None:

@@ -55,16 +55,17 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return error_response(500, "internal error")
 
 
-def _caller_token(request: web.Request) -> str | None:
+def _caller_token(request: web.Request) -> tuple[str | None, str | None]:
+    """The vault token and the header that carried it (that header is never forwarded upstream)."""
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
+        return auth[7:].strip() or None, "Authorization"
     token = request.headers.get("X-Vault-Token")
     if token:
-        return token.strip()
+        return token.strip(), "X-Vault-Token"
     if request.path.startswith("/proxy/"):
-        return request.headers.get("x-api-key", "").strip() or None
-    return None
+        return request.headers.get("x-api-key", "").strip() or None, "x-api-key"
+    return None, None
 
 
 @web.middleware
@@ -72,7 +73,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     scope = getattr(request.match_info.handler, "vault_scope", None)
     if scope is None:
         return await handler(request)
-    token = _caller_token(request)
+    token, header = _caller_token(request)
     if not token:
         raise Unauthorized("authorization required")
     context = ctx(request)
@@ -85,6 +86,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     if scope == "admin" and not record.is_admin:
         raise Forbidden("admin scope required")
     request["token"] = record
+    request["token_header"] = header
     return await handler(request)
 
 
@@ -97,20 +99,33 @@ async def audit_middleware(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await handler(request)
     record = request.get("token")
+    extra = request.get("audit")
     resource = request.match_info.route.resource
     path = resource.canonical if getattr(route_handler, "vault_audit_template", False) and resource else request.path
     ctx(request).audit.record(
         action,
         token=record.id_prefix[:8] if record else None,
         scope=record.scope if record else None,
-        service=request.match_info.get("name") if "service" in action else None,
+        service=request.match_info.get("name") if "service" in action or action == "proxy" else None,
         method=request.method,
         path=path,
         status=response.status,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        bytes=response.content_length,
+        bytes=extra.bytes_out if extra is not None else response.content_length,
+        **(_proxy_fields(extra) if extra is not None else {}),
     )
     return response
+
+
+def _proxy_fields(stats) -> dict[str, object]:
+    fields: dict[str, object] = {"bytes_in": stats.bytes_in, "upstream_status": stats.upstream_status}
+    if stats.redactions:
+        fields["redactions"] = stats.redactions
+    if stats.error:
+        fields["error"] = stats.error
+    if stats.truncated:
+        fields["truncated"] = True
+    return fields
 
 
 MIDDLEWARES = [audit_middleware, errors_middleware, auth_middleware]

@@ -36,9 +36,14 @@ def parse_service(data: Any, *, name: str | None = None, previous: Service | Non
     if previous is not None and previous.auth.type == kind:
         data["auth"] = _carry_over(previous, auth)
     try:
-        return Service.model_validate(data)
+        service = Service.model_validate(data)
     except ValidationError as exc:
         raise ServiceValidationError(_describe(exc, kind)) from None
+    # Checked for new input only: a vault written by the Go tool may hold plain-http services, which
+    # then fail at call time with the same explanation instead of disappearing on load.
+    if service.base_url.lower().startswith("http://") and not service.tls_skip_verify:
+        raise ServiceValidationError('base_url must use https:// (plain http needs "tls_skip_verify": true)')
+    return service
 
 
 _KEPT_STATE = {

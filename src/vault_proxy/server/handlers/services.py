@@ -65,7 +65,9 @@ async def update_service(request: web.Request) -> web.Response:
 async def delete_service(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     visible_service(request, name)
-    await ctx(request).store.delete_service(name)
+    context = ctx(request)
+    await context.store.delete_service(name)
+    context.cookie_jars.drop(name)
     return json_response({"status": "deleted"})
 
 

@@ -1,0 +1,207 @@
+"""One proxied call: build the upstream request, send it, stream the answer back scrubbed.
+
+The handler (server/handlers/proxy.py) resolves the service and credential and hands a ``CallPlan``
+here; this module knows nothing of tokens or the vault file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from ..injectors import Credential
+from ..netguard import AddressNotAllowed, ResolveFailed
+from .cookies import ServiceCookieJar
+from .errors import (
+    AddressRefused,
+    BodyTooLarge,
+    PlainHttpRefused,
+    ProxyError,
+    UnscannableEncoding,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
+from .headers import caller_response_headers, upstream_request_headers
+from .scrubber import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, Scrubber
+from .target import proxied_tail, rewrite_location, upstream_url
+from .upstream import UpstreamClients
+
+MIB = 1024 * 1024
+# Bodies up to this size with a known length are read whole and answered with one write.
+SMALL_BODY = 256 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass
+class CallPlan:
+    service: str
+    credential: Credential
+    scrubber: Scrubber
+    homelab: bool
+    max_request_bytes: int
+    token_header: str | None
+    jar: ServiceCookieJar | None = None
+
+
+@dataclass
+class CallStats:
+    """Filled in as the call goes; the handler writes it to the audit line."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    redactions: int = 0
+    upstream_status: int | None = None
+    error: str = ""
+    truncated: bool = field(default=False)
+
+
+async def forward(
+    request: web.Request, plan: CallPlan, clients: UpstreamClients, stats: CallStats
+) -> web.StreamResponse:
+    url = upstream_url(plan.credential.base_url, proxied_tail(request.raw_path, plan.service))
+    if url.scheme != "https" and not plan.homelab:
+        raise PlainHttpRefused()
+    if request.content_length is not None and request.content_length > plan.max_request_bytes:
+        raise BodyTooLarge(plan.max_request_bytes // MIB)
+    headers = upstream_request_headers(
+        request.headers,
+        token_header=plan.token_header,
+        inject=plan.credential.headers,
+        accept_encoding=SCANNABLE_ACCEPT_ENCODING if plan.scrubber.enabled else None,
+        cookie=plan.jar.header_for(url) if plan.jar is not None else None,
+    )
+    body = _capped_body(request, plan.max_request_bytes, stats) if request.body_exists else None
+    try:
+        await clients.precheck(url.raw_host or "", url.port or 443, plan.homelab)
+        async with clients.session(plan.homelab).request(
+            request.method, url, headers=headers, data=body, allow_redirects=False
+        ) as upstream:
+            stats.upstream_status = upstream.status
+            return await _relay(request, upstream, plan, stats)
+    except ProxyError:
+        raise
+    except Exception as exc:
+        raise _classify(exc, stats, plan) from None
+
+
+async def _capped_body(request: web.Request, cap: int, stats: CallStats) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_any():
+        stats.bytes_in += len(chunk)
+        if stats.bytes_in > cap:
+            raise BodyTooLarge(cap // MIB)
+        yield chunk
+
+
+def _classify(exc: BaseException, stats: CallStats, plan: CallPlan) -> ProxyError:
+    """Map a client-side failure to the caller's error; the real cause goes to the audit log."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the refusal may be wrapped by aiohttp
+        seen.add(id(current))
+        if isinstance(current, (ProxyError,)):
+            return current
+        if isinstance(current, AddressNotAllowed):
+            return AddressRefused(str(current))
+        current = current.__cause__ or current.__context__ or getattr(current, "os_error", None)
+    if stats.bytes_in > plan.max_request_bytes:
+        return BodyTooLarge(plan.max_request_bytes // MIB)
+    cause = f"{type(exc).__name__}: {exc}"
+    for secret in plan.credential.secrets:
+        cause = cause.replace(secret, "***")
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeout(cause)
+    if isinstance(exc, ResolveFailed):
+        return UpstreamFailed(cause)
+    return UpstreamFailed(cause)
+
+
+async def _relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, plan: CallPlan, stats: CallStats
+) -> web.StreamResponse:
+    scrubber = plan.scrubber
+    if plan.jar is not None:
+        plan.jar.capture(upstream.headers.getall("Set-Cookie", ()), upstream.url)
+    encoding = upstream.headers.get("Content-Encoding", "").strip().lower()
+    decode = scrubber.enabled and encoding not in ("", "identity")
+    if decode and not BodyDecoder.supports(encoding):
+        raise UnscannableEncoding(encoding)
+    headers = caller_response_headers(upstream.headers, keep_encoding=not decode)
+    _fix_location(headers, upstream.url, plan)
+    if scrubber.enabled:
+        for name, value in list(headers.items()):
+            clean, hits = scrubber.scrub_text(value)
+            if hits:
+                stats.redactions += hits
+                headers[name] = clean  # a repeated header collapses to its scrubbed first value
+    if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
+        if not decode and upstream.content_length is not None:
+            headers["Content-Length"] = str(upstream.content_length)
+        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
+    streaming = "text/event-stream" in upstream.headers.get("Content-Type", "")
+    length = upstream.content_length
+    if length is not None and length <= SMALL_BODY and not streaming:
+        raw = await upstream.read()
+        if decode:
+            decoder = BodyDecoder(encoding)
+            raw = b"".join([*decoder.feed(raw), *decoder.flush()])
+        if scrubber.enabled:
+            raw, hits = scrubber.scrub(raw)
+            stats.redactions += hits
+        stats.bytes_out = len(raw)
+        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=raw)
+    if length is not None and not scrubber.enabled:
+        headers["Content-Length"] = str(length)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    await response.prepare(request)
+    await _pump(request, upstream, response, plan, stats, BodyDecoder(encoding) if decode else None)
+    return response
+
+
+async def _pump(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    response: web.StreamResponse,
+    plan: CallPlan,
+    stats: CallStats,
+    decoder: BodyDecoder | None,
+) -> None:
+    """Copy the body chunk by chunk, each written as soon as it arrives (SSE works event by event)."""
+    stream = plan.scrubber.stream() if plan.scrubber.enabled else None
+    try:
+        async for chunk in upstream.content.iter_any():
+            for piece in decoder.feed(chunk) if decoder is not None else (chunk,):
+                await _emit(response, stream.feed(piece) if stream is not None else piece, stats)
+        for piece in decoder.flush() if decoder is not None else ():
+            await _emit(response, stream.feed(piece) if stream is not None else piece, stats)
+        if stream is not None:
+            await _emit(response, stream.flush(), stats)
+    except Exception as exc:  # noqa: BLE001 - any failure here has one outcome
+        # Headers are gone already: cut the connection so the caller sees a truncated body, not a
+        # complete-looking one.
+        stats.truncated = True
+        side = "caller went away" if isinstance(exc, ConnectionResetError) else "upstream body failed"
+        stats.error = f"{side}: {type(exc).__name__}"
+        if request.transport is not None:
+            request.transport.close()
+        return
+    finally:
+        if stream is not None:
+            stats.redactions += stream.hits
+    await response.write_eof()
+
+
+async def _emit(response: web.StreamResponse, data: bytes, stats: CallStats) -> None:
+    if data:
+        stats.bytes_out += len(data)
+        await response.write(data)
+
+
+def _fix_location(headers, request_url: URL, plan: CallPlan) -> None:
+    location = headers.get("Location")
+    if location:
+        headers["Location"] = rewrite_location(location, request_url, plan.credential.base_url, plan.service)

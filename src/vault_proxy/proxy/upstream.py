@@ -1,0 +1,79 @@
+"""The outbound HTTP clients: one pooled aiohttp session per TLS mode, guarded by the SSRF policy."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import aiohttp
+
+from ..netguard import AddressPolicy, GuardedResolver, guarded_socket_factory, resolve_checked
+
+CONNECT_TIMEOUT = 10.0
+# Waiting for response headers and idle time between body chunks: long LLM generations must work.
+READ_TIMEOUT = 300.0
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The system trust store, plus ``--ca-file`` when given; hostname checks always on."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+class UpstreamClients:
+    """Sessions are created lazily (they need the running loop) and reused for every call.
+
+    The strict session verifies certificates and refuses non-global addresses outside
+    ``--allow-private``; the homelab one (services with ``tls_skip_verify``) skips certificate checks
+    and allows private ranges but still never link-local or metadata addresses.
+    With ``--http-proxy`` the proxy is dialled instead, so the target is checked before each call.
+    """
+
+    def __init__(self, policy: AddressPolicy, ca_file: Path | None = None, http_proxy: str | None = None) -> None:
+        self.policy = policy
+        self.http_proxy = http_proxy
+        self._tls = tls_context(ca_file)
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+
+    def session(self, homelab: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(homelab)
+        if session is None or session.closed:
+            session = self._sessions[homelab] = self._new_session(homelab)
+        return session
+
+    def policy_for(self, homelab: bool) -> AddressPolicy:
+        return self.policy.with_homelab() if homelab else self.policy
+
+    async def precheck(self, host: str, port: int, homelab: bool) -> None:
+        """With an outbound proxy our resolver never sees the target: check it here (raises AddressNotAllowed)."""
+        if self.http_proxy:
+            await resolve_checked(host, port, self.policy_for(homelab))
+
+    def _new_session(self, homelab: bool) -> aiohttp.ClientSession:
+        policy = self.policy_for(homelab)
+        if self.http_proxy:
+            connector = aiohttp.TCPConnector(limit=0, ssl=False if homelab else self._tls)
+        else:
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                ssl=False if homelab else self._tls,
+                resolver=GuardedResolver(policy),
+                socket_factory=guarded_socket_factory(policy),
+            )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+            ),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            proxy=self.http_proxy,
+        )
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()

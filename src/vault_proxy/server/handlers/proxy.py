@@ -1,0 +1,60 @@
+"""``ANY /proxy/{name}/{path}``: the credential-injecting HTTP proxy (SPEC §9)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...injectors import injector_for
+from ...proxy.errors import ProxyError
+from ...proxy.forward import MIB, CallPlan, CallStats, forward
+from ...vault.models import HTTP_AUTH_TYPES
+from ..context import ctx
+from ..errors import ApiError, BadRequest
+from ..routing import endpoint
+from .services import visible_service
+
+
+class _ProxyFailure(ApiError):
+    def __init__(self, error: ProxyError) -> None:
+        super().__init__(error.message)
+        self.status = error.status
+
+
+@endpoint("proxy", "proxy")
+async def proxy(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    service = visible_service(request, name)
+    kind = service.auth.type
+    injector = injector_for(kind)
+    if kind not in HTTP_AUTH_TYPES:
+        raise BadRequest(f'service "{name}" uses {kind} auth, which is not an HTTP service')
+    if injector is None:
+        raise BadRequest(f'service "{name}" uses {kind} auth, which this server cannot inject yet')
+    context = ctx(request)
+    stats = CallStats()
+    request["audit"] = stats
+    try:
+        credential = await injector.credential(service)
+        plan = CallPlan(
+            service=name,
+            credential=credential,
+            scrubber=context.scrubbers.for_service(service, credential),
+            homelab=service.tls_skip_verify,
+            max_request_bytes=(service.max_request_mb or context.config.max_request_mb) * MIB,
+            token_header=request.get("token_header"),
+            jar=context.cookie_jars.for_service(name) if service.session_cookies else None,
+        )
+        return await forward(request, plan, context.upstream, stats)
+    except ProxyError as exc:
+        stats.error = stats.error or exc.cause or exc.message
+        raise _ProxyFailure(exc) from None
+    finally:
+        if stats.redactions:  # a secret came back from the upstream: worth its own audit event
+            context.audit.record("proxy.redacted", service=name, path=request.path, hits=stats.redactions)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.route("*", "/proxy/{name}", proxy),
+        web.route("*", "/proxy/{name}/{tail:.*}", proxy),
+    ]
