@@ -1,9 +1,9 @@
 """The one address policy (SSRF defence): resolve once, classify every address, connect to what was checked.
 
-Used by the HTTP proxy now, and by anything else that dials out on a service's behalf. An address is
-allowed when it is globally routable, or inside an ``--allow-private`` network. Services with
-``tls_skip_verify`` (the homelab escape hatch) may also reach private ranges, but never link-local or
-cloud metadata addresses.
+Used by the HTTP proxy, and by anything else that dials out on a service's behalf (SSH, TCP sessions,
+OAuth token URLs). An address is allowed when it is globally routable, or inside an ``--allow-private``
+network. A ``homelab`` policy (services with ``tls_skip_verify``) may also reach loopback, RFC 1918,
+ULA and CGNAT ranges, but never link-local or cloud metadata addresses.
 """
 
 from __future__ import annotations
@@ -19,132 +19,162 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]  # one socket.getaddrinfo() entry
 
-_V4 = ipaddress.ip_network
-# (network, reason), checked in order; the first match names the refusal.
-_V4_RULES: tuple[tuple[IPNetwork, str], ...] = (
-    (_V4("100.100.100.200/32"), "metadata"),
-    (_V4("169.254.0.0/16"), "link-local"),
-    (_V4("0.0.0.0/8"), "unspecified"),
-    (_V4("127.0.0.0/8"), "loopback"),
-    (_V4("10.0.0.0/8"), "private"),
-    (_V4("172.16.0.0/12"), "private"),
-    (_V4("192.168.0.0/16"), "private"),
-    (_V4("100.64.0.0/10"), "cgnat"),
-    (_V4("192.0.0.0/24"), "reserved"),
-    (_V4("192.0.2.0/24"), "documentation"),
-    (_V4("198.51.100.0/24"), "documentation"),
-    (_V4("203.0.113.0/24"), "documentation"),
-    (_V4("198.18.0.0/15"), "benchmarking"),
-    (_V4("224.0.0.0/4"), "multicast"),
-    (_V4("240.0.0.0/4"), "reserved"),
+_net = ipaddress.ip_network
+# (network, reason), checked in order: the first match names the refusal. Metadata comes first because
+# those addresses sit inside ranges a homelab policy may reach (CGNAT, ULA) or that look global (Azure).
+_V4_RULES: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (_net(cidr), reason)
+    for cidr, reason in (
+        ("169.254.169.254/32", "metadata"),  # AWS, GCP, Azure, DigitalOcean, OpenStack...
+        ("169.254.170.2/32", "metadata"),  # AWS ECS task credentials
+        ("100.100.100.200/32", "metadata"),  # Alibaba Cloud
+        ("168.63.129.16/32", "metadata"),  # Azure WireServer (a "virtual public IP")
+        ("192.0.0.192/32", "metadata"),  # Oracle Cloud
+        ("169.254.0.0/16", "link-local"),
+        ("0.0.0.0/8", "unspecified"),
+        ("127.0.0.0/8", "loopback"),
+        ("10.0.0.0/8", "private"),
+        ("172.16.0.0/12", "private"),
+        ("192.168.0.0/16", "private"),
+        ("100.64.0.0/10", "cgnat"),
+        ("192.0.0.0/24", "reserved"),  # IETF protocol assignments
+        ("192.0.2.0/24", "documentation"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("192.88.99.0/24", "reserved"),  # deprecated 6to4 relay anycast
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),  # includes 255.255.255.255
+    )
 )
-_V6_RULES: tuple[tuple[IPNetwork, str], ...] = (
-    (_V4("fd00:ec2::254/128"), "metadata"),
-    (_V4("::/128"), "unspecified"),
-    (_V4("::1/128"), "loopback"),
-    (_V4("fe80::/10"), "link-local"),
-    (_V4("fc00::/7"), "private"),
-    (_V4("ff00::/8"), "multicast"),
-    (_V4("2001:db8::/32"), "documentation"),
-    (_V4("100::/64"), "reserved"),
-    (_V4("fec0::/10"), "reserved"),
+_V6_RULES: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (_net(cidr), reason)
+    for cidr, reason in (
+        ("fd00:ec2::254/128", "metadata"),  # AWS
+        ("fd20:ce::254/128", "metadata"),  # GCP
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::/96", "ipv4-compatible"),  # deprecated ::a.b.c.d
+        ("::/8", "reserved"),  # incl. SIIT ::ffff:0:a.b.c.d
+        ("64:ff9b:1::/48", "reserved"),  # local-use NAT64: where the IPv4 sits is not knowable
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local"),
+        ("fc00::/7", "private"),  # ULA
+        ("ff00::/8", "multicast"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("100::/64", "reserved"),  # discard-only
+    )
 )
-# Kinds of address a homelab service may still reach; link-local and metadata are never among them.
-_HOMELAB_OK = frozenset({"loopback", "private", "cgnat", "unspecified"})
+_GLOBAL_UNICAST_V6 = _net("2000::/3")
+_NAT64 = _net("64:ff9b::/96")
+# Kinds of address a homelab policy may still reach; link-local and metadata are never among them.
+_HOMELAB_OK = frozenset({"loopback", "private", "cgnat"})
 
 
 class AddressNotAllowed(Exception):
-    """A host resolved to an address the policy refuses. ``str()`` is safe to log."""
+    """A host resolved to an address the policy refuses. ``str()`` is safe to log: host, address, reason."""
 
     def __init__(self, host: str, address: str, reason: str) -> None:
-        super().__init__(f"{host} resolves to {address} ({reason}), which is not allowed")
+        where = address if host == address else f"{host} resolves to {address}"
+        super().__init__(f"{where} ({reason}), which is not allowed")
         self.host, self.address, self.reason = host, address, reason
 
 
 class ResolveFailed(Exception):
-    """The host name could not be resolved."""
+    """The host name could not be resolved; ``str()`` names the host."""
 
     def __init__(self, host: str, detail: str = "") -> None:
         super().__init__(f"cannot resolve {host}" + (f": {detail}" if detail else ""))
         self.host = host
 
 
-def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside IPv4-mapped, IPv4-compatible, NAT64 and 6to4 forms."""
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address a mapped, NAT64 (well-known prefix) or 6to4 address leads to, with the form's name."""
     if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+        return "ipv4-mapped", address.ipv4_mapped
+    if address in _NAT64:
+        return "nat64", ipaddress.IPv4Address(address.packed[12:])
     if address.sixtofour is not None:
-        return address.sixtofour
-    packed = address.packed
-    if packed[:12] == bytes(12) and int(address) > 1:  # ::a.b.c.d (deprecated IPv4-compatible)
-        return ipaddress.IPv4Address(packed[12:])
-    if address in _V4("64:ff9b::/96") or address in _V4("64:ff9b:1::/48"):
-        return ipaddress.IPv4Address(packed[12:])
+        return "6to4", address.sixtofour
     return None
 
 
 def classify(address: IPAddress) -> str | None:
-    """None for a globally routable address, else why it is not (``loopback``, ``private``…)."""
+    """None for a globally routable address, else why it is not (``loopback``, ``ipv4-mapped private``...)."""
     if isinstance(address, ipaddress.IPv6Address):
-        inner = embedded_ipv4(address)
-        if inner is not None:
-            reason = classify(inner)
-            return f"ipv4-embedded {reason}" if reason else None
+        address = ipaddress.IPv6Address(int(address))  # drop any %scope
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            inner = classify(embedded[1])
+            return f"{embedded[0]} {inner}" if inner else None
         rules = _V6_RULES
     else:
         rules = _V4_RULES
     for network, reason in rules:
         if address in network:
             return reason
+    if address.version == 6 and address not in _GLOBAL_UNICAST_V6:
+        return "reserved"
     return None if address.is_global else "reserved"
 
 
 def parse_cidrs(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """``--allow-private`` values (comma-separated allowed) as networks; ValueError names a bad one."""
-    networks = []
+    """``--allow-private`` values (each may hold comma-separated CIDRs) as networks; ValueError names a bad one."""
+    networks: list[IPNetwork] = []
     for item in values:
         for text in filter(None, (part.strip() for part in item.split(","))):
             try:
                 networks.append(ipaddress.ip_network(text, strict=False))
             except ValueError:
-                raise ValueError(f"{text!r} is not a CIDR network (e.g. 10.0.0.0/8)") from None
+                raise ValueError(f"invalid CIDR {text!r} (expected e.g. 10.0.0.0/8 or fd00::/8)") from None
     return tuple(networks)
 
 
 @dataclass(frozen=True)
 class AddressPolicy:
+    """Which addresses outbound connections may reach. Immutable; share one per mode."""
+
     allow_private: tuple[IPNetwork, ...] = ()
     homelab: bool = False
 
     def with_homelab(self) -> AddressPolicy:
-        return replace(self, homelab=True)
+        return self if self.homelab else replace(self, homelab=True)
 
-    def _allowed_by_operator(self, address: IPAddress) -> bool:
+    def _operator_allows(self, address: IPAddress) -> bool:
         candidates: list[IPAddress] = [address]
-        if isinstance(address, ipaddress.IPv6Address) and (inner := embedded_ipv4(address)) is not None:
-            candidates.append(inner)
+        if isinstance(address, ipaddress.IPv6Address):
+            candidates[0] = ipaddress.IPv6Address(int(address))  # drop any %scope
+            if address.ipv4_mapped is not None:
+                candidates.append(address.ipv4_mapped)
         return any(c.version == n.version and c in n for c in candidates for n in self.allow_private)
 
     def refusal(self, address: IPAddress) -> str | None:
-        """None when the policy allows ``address``, else the reason it does not."""
+        """None when the policy allows ``address``, else a short reason (``loopback``, ``metadata``...)."""
         reason = classify(address)
-        if reason is None or self._allowed_by_operator(address):
+        if reason is None or (self.allow_private and self._operator_allows(address)):
             return None
-        if self.homelab and reason.removeprefix("ipv4-embedded ") in _HOMELAB_OK:
+        if self.homelab and reason.rsplit(" ", 1)[-1] in _HOMELAB_OK:
             return None
         return reason
 
     def check(self, host: str, address: str) -> None:
-        reason = self.refusal(ipaddress.ip_address(address.split("%", 1)[0]))
+        """Raise AddressNotAllowed unless ``address`` (IP text, ``%scope`` allowed) is allowed."""
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            raise AddressNotAllowed(host, address, "not an IP address") from None
+        reason = self.refusal(parsed)
         if reason is not None:
             raise AddressNotAllowed(host, address, reason)
 
 
 @dataclass(frozen=True)
 class ResolvedAddress:
-    host: str
-    address: str
+    host: str  # the host name that was asked for
+    address: str  # IP text, to connect to
     port: int
     family: int
 
@@ -152,12 +182,17 @@ class ResolvedAddress:
 async def resolve_checked(
     host: str, port: int, policy: AddressPolicy, *, family: int = socket.AF_UNSPEC
 ) -> list[ResolvedAddress]:
-    """Resolve ``host`` once; refuse if ANY address is refused; return the validated addresses."""
-    name = host.strip("[]")
+    """Resolve ``host`` once and refuse it if ANY address is refused; else the addresses (deduplicated, in order).
+
+    IP literals (``[::1]`` included) go through getaddrinfo too, so odd IPv4 forms such as ``127.1`` or
+    ``2130706433`` are judged by the address they denote. Raises AddressNotAllowed or ResolveFailed.
+    Callers outside aiohttp should bound it with a timeout.
+    """
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(name, port, family=family, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ResolveFailed(name, getattr(exc, "strerror", "") or "") from None
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise ResolveFailed(name, getattr(exc, "strerror", None) or str(exc)) from exc
     results: list[ResolvedAddress] = []
     seen: set[str] = set()
     for fam, _type, _proto, _canon, sockaddr in infos:
@@ -165,18 +200,27 @@ async def resolve_checked(
         policy.check(name, address)
         if address not in seen:
             seen.add(address)
-            results.append(ResolvedAddress(name, address, port, fam))
+            results.append(ResolvedAddress(name, address, port, int(fam)))
     if not results:
         raise ResolveFailed(name, "no addresses")
     return results
 
 
 class GuardedResolver(AbstractResolver):
-    """aiohttp resolver: the connection goes to the checked IP; SNI and certificate use the host name.
+    """aiohttp resolver: connections go to the checked IPs, while SNI and certificates use the host name.
 
-    aiohttp does not call a resolver for IP-literal hosts, so pair this with
-    :func:`guarded_socket_factory`. A refusal reaches the caller of ``session.request`` wrapped in
-    ``aiohttp.ClientConnectorError``; the ``AddressNotAllowed`` is on its ``__cause__`` chain.
+    Use with ``aiohttp.TCPConnector(resolver=GuardedResolver(p), socket_factory=guarded_socket_factory(p))``.
+    What the caller of ``session.request()`` sees (aiohttp 3.14, verified by tests/unit/test_netguard.py):
+
+    - a host name that resolves to a refused address: ``AddressNotAllowed`` itself, unwrapped (aiohttp
+      wraps only OSError from resolvers);
+    - an unknown host name: ``ResolveFailed`` itself, unwrapped;
+    - an IP-literal host: aiohttp skips the resolver, so the socket factory refuses it, again raising
+      ``AddressNotAllowed`` itself; legacy numeric forms (``127.1``, ``2130706433``) are refused earlier by
+      aiohttp with ``aiohttp.InvalidUrlClientError``, and ``0x7f.0.0.1`` goes through this resolver.
+
+    To be robust to other aiohttp versions, callers should still search ``__cause__`` / ``__context__`` /
+    ``os_error`` for an ``AddressNotAllowed`` before treating an error as a generic upstream failure.
     """
 
     def __init__(self, policy: AddressPolicy) -> None:
@@ -197,14 +241,21 @@ class GuardedResolver(AbstractResolver):
         return None
 
 
-def guarded_socket_factory(policy: AddressPolicy) -> Callable[[Any], socket.socket]:
-    """aiohttp ``socket_factory``: checks the address actually dialled (IP literals included)."""
+def guarded_socket_factory(policy: AddressPolicy) -> Callable[[AddrInfo], socket.socket]:
+    """aiohttp ``socket_factory``: the last line of defence, checking the address actually dialled.
 
-    def factory(addr_info: Any) -> socket.socket:
+    aiohttp connects to IP-literal hosts without calling the resolver; this catches them. The refusal is
+    raised as ``AddressNotAllowed`` (not an OSError), so it is not folded into a generic connection error
+    and reaches the caller of ``session.request()`` as is. Caveat (aiohappyeyeballs 2.x): were the factory
+    to refuse *every* address of a multi-address result, happy eyeballs would drop the exceptions and raise
+    IndexError instead (still no connection). That cannot happen when it is paired with a GuardedResolver of
+    the same policy, as aiohttp only bypasses the resolver for single IP literals.
+    """
+
+    def factory(addr_info: AddrInfo) -> socket.socket:
         family, sock_type, proto, _canon, sockaddr = addr_info
-        policy.check(str(sockaddr[0]), str(sockaddr[0]))
-        sock = socket.socket(family=family, type=sock_type, proto=proto)
-        sock.setblocking(False)
-        return sock
+        address = str(sockaddr[0])
+        policy.check(address, address)
+        return socket.socket(family=family, type=sock_type, proto=proto)
 
     return factory
