@@ -148,7 +148,10 @@ async def _relay(
         raw = await upstream.read()
         if decode:
             decoder = BodyDecoder(encoding)
-            raw = b"".join([*decoder.feed(raw), *decoder.flush()])
+            try:
+                raw = b"".join([*decoder.feed(raw), *decoder.flush()])
+            except Exception as exc:  # noqa: BLE001 - zlib.error, brotli.error: a corrupt body
+                raise UpstreamFailed(f"cannot decode {encoding} body: {type(exc).__name__}") from None
         if scrubber.enabled:
             raw, hits = scrubber.scrub(raw)
             stats.redactions += hits

@@ -11,49 +11,81 @@ import base64
 import json
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote, quote_plus
 
 import brotli
 
 REDACTED = b"[REDACTED]"
-# Shorter secrets would match ordinary text all the time; validation keeps real credentials longer.
+# Secrets shorter than this are ignored: they would match ordinary text all the time (and real
+# credentials are far longer). Every variant shorter than this is dropped too.
 MIN_SECRET_LEN = 4
 SCANNABLE_ACCEPT_ENCODING = "gzip, deflate, br"
-# Decompressed output is produced in pieces of at most this size (a compression bomb stays bounded).
-_PIECE = 1024 * 1024
+# Decompressed output comes in pieces of at most this size, so a compression bomb stays bounded.
+_PIECE = 256 * 1024
+# Held-back tails shorter than this are looked up in a prefix set; longer ones are compared directly.
+_SHORT = 64
+
+
+def _by_length(forms: Iterable[bytes]) -> tuple[bytes, ...]:
+    return tuple(sorted(set(forms), key=lambda f: (-len(f), f)))
 
 
 def secret_variants(secrets: Iterable[str], basic_pairs: Iterable[tuple[str, str]] = ()) -> list[bytes]:
-    """Every byte form a secret may come back in: raw, URL-encoded, JSON-escaped, basic-auth base64."""
+    """Every byte form a secret may come back in, longest first.
+
+    Raw UTF-8, URL-encoded (``quote`` with and without ``/`` kept, ``quote_plus``), JSON-escaped
+    (ASCII-only, UTF-8, and with ``\\/``), and for each basic pair the standard and URL-safe base64
+    of ``user:password``, padded and unpadded. Secrets shorter than ``MIN_SECRET_LEN`` are ignored.
+    """
+    pairs = list(basic_pairs)
     forms: set[bytes] = set()
-    for secret in secrets:
+    for secret in [*secrets, *(password for _, password in pairs)]:
         if len(secret) < MIN_SECRET_LEN:
             continue
+        escaped = json.dumps(secret)[1:-1]
         for text in (
             secret,
             quote(secret, safe=""),
+            quote(secret),
             quote_plus(secret),
-            json.dumps(secret)[1:-1],
+            escaped,
+            escaped.replace("/", "\\/"),
             json.dumps(secret, ensure_ascii=False)[1:-1],
         ):
-            forms.add(text.encode("utf-8"))
-    for user, password in basic_pairs:
-        raw = f"{user}:{password}".encode()
-        forms.update((base64.b64encode(raw), base64.urlsafe_b64encode(raw)))
-        forms.update(form.rstrip(b"=") for form in list(forms) if form.endswith(b"="))
-    return sorted((f for f in forms if len(f) >= MIN_SECRET_LEN), key=lambda f: (-len(f), f))
+            forms.add(text.encode("utf-8", "surrogatepass"))
+    for user, password in pairs:
+        raw = f"{user}:{password}".encode("utf-8", "surrogatepass")
+        if len(raw) < MIN_SECRET_LEN:
+            continue
+        for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+            forms.update((encoded, encoded.rstrip(b"=")))
+    return list(_by_length(f for f in forms if len(f) >= MIN_SECRET_LEN))
 
 
 class Scrubber:
-    """Finds and replaces a fixed set of byte strings; disabled (zero cost) when the set is empty."""
+    """Finds and replaces a fixed set of byte strings (leftmost, longest); zero cost when the set is empty.
+
+    A chunk without any secret costs one ``bytes.find`` per needle (fast substring search, far quicker
+    than a regex scan); the regex runs only from just before the first possible hit.
+    """
 
     def __init__(self, variants: Sequence[bytes]) -> None:
-        self.variants = tuple(sorted(set(variants), key=lambda f: (-len(f), f)))
-        self._pattern = re.compile(b"|".join(re.escape(v) for v in self.variants)) if self.variants else None
-        self._prefixes = frozenset(v[:k] for v in self.variants for k in range(1, len(v)))
-        self._first_bytes = frozenset(v[0] for v in self.variants)
-        self._longest = max((len(v) for v in self.variants), default=0)
+        self.variants = _by_length(v for v in variants if v)
+        self._pattern = re.compile(b"|".join(map(re.escape, self.variants))) if self.variants else None
+        self._longest = len(self.variants[0]) if self.variants else 0
+        # Every occurrence of a variant contains an occurrence of a needle (a variant holding no other).
+        self._needles = tuple(v for v in self.variants if not any(w != v and w in v for w in self.variants))
+        # For the held-back tail: where a variant could start, the bytes it could end on, and its prefixes
+        # (a set for short ones; long secrets such as PEM keys are compared directly to stay small).
+        firsts = b"".join(b"\\x%02x" % b for b in {v[0] for v in self.variants})
+        self._starts = re.compile(b"[%s]" % firsts if firsts else b"(?!)")
+        self._inner_bytes = frozenset(b for v in self.variants for b in v[:-1])
+        self._short_prefixes = frozenset(v[:k] for v in self.variants for k in range(1, min(len(v), _SHORT)))
+        self._long: dict[int, list[bytes]] = {}
+        for v in self.variants:
+            if len(v) > _SHORT:
+                self._long.setdefault(v[0], []).append(v)
 
     def __repr__(self) -> str:
         return f"Scrubber({len(self.variants)} variants)"
@@ -63,12 +95,16 @@ class Scrubber:
         return self._pattern is not None
 
     def scrub(self, data: bytes) -> tuple[bytes, int]:
-        if self._pattern is None:
+        """Replace every variant in a whole value; returns the clean bytes and the number of hits."""
+        start = self.first_hit(data)
+        if start < 0:
             return data, 0
-        return self._pattern.subn(REDACTED, data)
+        assert self._pattern is not None
+        clean, hits = self._pattern.subn(REDACTED, data[start:])
+        return data[:start] + clean, hits
 
     def scrub_text(self, text: str) -> tuple[str, int]:
-        """For header values; surrogateescape keeps any byte sequence intact."""
+        """For header values: UTF-8 with surrogateescape round-trips whatever bytes aiohttp decoded."""
         if self._pattern is None:
             return text, 0
         clean, hits = self.scrub(text.encode("utf-8", "surrogateescape"))
@@ -77,12 +113,28 @@ class Scrubber:
     def stream(self) -> StreamScrubber:
         return StreamScrubber(self)
 
+    def first_hit(self, data: bytes) -> int:
+        """A position at or before the first variant in ``data`` (-1 when there is none)."""
+        best = -1
+        for needle in self._needles:
+            found = data.find(needle) if best < 0 else data.find(needle, 0, best + len(needle) - 1)
+            if found >= 0:
+                best = found
+        # A needle may sit inside a longer variant that starts up to longest-1 bytes earlier.
+        return best if best < 0 else max(0, best - self._longest + 1)
+
     def partial_tail(self, data: bytes) -> int:
         """Length of the longest suffix of ``data`` that is a proper prefix of a variant (0 if none)."""
-        first, prefixes = self._first_bytes, self._prefixes
-        for k in range(min(self._longest - 1, len(data)), 0, -1):
-            if data[-k] in first and data[-k:] in prefixes:
-                return k
+        if not data or data[-1] not in self._inner_bytes:
+            return 0  # e.g. an SSE event ending in a newline: nothing to hold back
+        size = len(data)
+        for start in self._starts.finditer(data, max(0, size - self._longest + 1)):
+            tail = data[start.start() :]  # leftmost candidate first: the longest tail wins
+            if len(tail) < _SHORT:
+                if tail in self._short_prefixes:
+                    return len(tail)
+            elif any(len(v) > len(tail) and v.startswith(tail) for v in self._long.get(tail[0], ())):
+                return len(tail)
         return 0
 
 
@@ -90,7 +142,8 @@ class StreamScrubber:
     """Scrubs a body chunk by chunk, holding back only bytes that may start a secret.
 
     Holding back just that tail (not a fixed window) means an SSE event that ends a chunk goes out at
-    once, while a secret split across any number of chunks is still caught.
+    once, while a secret split across any number of chunks is still caught. The concatenated output
+    equals ``Scrubber.scrub`` of the whole body.
     """
 
     def __init__(self, scrubber: Scrubber) -> None:
@@ -99,14 +152,21 @@ class StreamScrubber:
         self.hits = 0
 
     def feed(self, chunk: bytes) -> bytes:
+        """Scrub and return what is safe to emit now."""
         data = self._pending + chunk if self._pending else chunk
-        pattern = self._scrubber._pattern
+        scrubber = self._scrubber
+        pattern = scrubber._pattern
         if pattern is None:
             return data
-        safe_end = len(data) - self._scrubber.partial_tail(data)
-        out: list[bytes] = []
-        position = 0
-        for match in pattern.finditer(data):
+        safe_end = len(data) - scrubber.partial_tail(data)
+        start = scrubber.first_hit(data)
+        if start < 0 or start >= safe_end:
+            self._pending = data[safe_end:]
+            return data[:safe_end] if self._pending else data
+        out = [data[:start]]
+        position = start
+        for match in pattern.finditer(data, start):
+            # A match that starts in the held-back tail might grow into a longer variant: wait.
             if match.start() >= safe_end:
                 break
             out += (data[position : match.start()], REDACTED)
@@ -118,6 +178,7 @@ class StreamScrubber:
         return b"".join(out)
 
     def flush(self) -> bytes:
+        """End of stream: the held-back tail, scrubbed."""
         data, self._pending = self._pending, b""
         clean, hits = self._scrubber.scrub(data)
         self.hits += hits
@@ -125,27 +186,43 @@ class StreamScrubber:
 
 
 class UnsupportedEncoding(ValueError):
-    pass
+    """A ``Content-Encoding`` the vault cannot decode, so cannot scan."""
 
 
 class _Zlib:
-    def __init__(self, wbits: int | None) -> None:
-        self._wbits = wbits  # None: deflate, zlib-wrapped or raw, decided by the first bytes
-        self._obj = zlib.decompressobj(wbits) if wbits is not None else None
+    """gzip (multi-member) or deflate; deflate may be zlib-wrapped or raw, decided by the first bytes."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+        self._head = b""
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         if self._obj is None:
-            if not data:
+            data, self._head = self._head + data, b""
+            if len(data) < 2:
+                self._head = data
                 return
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            cmf, flg = data[0], data[1]
+            wrapped = cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
             self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        piece = self._obj.decompress(data, _PIECE)
-        while piece:
-            yield piece
-            piece = self._obj.decompress(self._obj.unconsumed_tail, _PIECE) if self._obj.unconsumed_tail else b""
+        obj = self._obj
+        while data:
+            piece = obj.decompress(data, _PIECE)
+            while piece:
+                yield piece
+                # A full piece may leave input (unconsumed_tail) or output still inside zlib.
+                piece = obj.decompress(obj.unconsumed_tail, _PIECE) if len(piece) == _PIECE else b""
+            data = b""
+            if self._gzip and obj.eof and obj.unused_data:  # another gzip member follows
+                data, obj = obj.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._obj = obj
 
     def flush(self) -> Iterator[bytes]:
-        if self._obj is not None and (rest := self._obj.flush()):
+        if self._obj is None:  # fewer than two bytes in all: not valid deflate, let zlib say so
+            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+            yield from self.feed(self._head)
+        if rest := self._obj.flush():
             yield rest
 
 
@@ -155,27 +232,36 @@ class _Brotli:
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         piece = self._obj.process(data, output_buffer_limit=_PIECE)
-        while piece:
+        while piece:  # drain: output may still be pending even once all input is consumed
             yield piece
-            piece = b"" if self._obj.can_accept_more_data() else self._obj.process(b"", output_buffer_limit=_PIECE)
+            piece = self._obj.process(b"", output_buffer_limit=_PIECE)
 
     def flush(self) -> Iterator[bytes]:
         return iter(())
 
 
-_DECODERS = {
-    "gzip": lambda: _Zlib(16 + zlib.MAX_WBITS),
-    "x-gzip": lambda: _Zlib(16 + zlib.MAX_WBITS),
-    "deflate": lambda: _Zlib(None),
+_DECODERS: dict[str, Callable[[], _Zlib | _Brotli]] = {
+    "gzip": lambda: _Zlib(gzip=True),
+    "x-gzip": lambda: _Zlib(gzip=True),
+    "deflate": lambda: _Zlib(gzip=False),
     "br": _Brotli,
 }
 
 
+def _codings(content_encoding: str) -> list[str]:
+    codings = (c.strip().lower() for c in content_encoding.split(","))
+    return [c for c in codings if c not in ("", "identity")]
+
+
 class BodyDecoder:
-    """Incremental ``Content-Encoding`` decoding (chains like ``gzip, br`` undone in reverse order)."""
+    """Incremental ``Content-Encoding`` decoding (a chain like ``gzip, br`` is undone in reverse order).
+
+    ``feed`` and ``flush`` yield decoded pieces of bounded size rather than one bytes object, so a
+    small compressed chunk that expands hugely never sits in memory whole.
+    """
 
     def __init__(self, content_encoding: str) -> None:
-        codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip().lower() not in ("", "identity")]
+        codings = _codings(content_encoding)
         unknown = [c for c in codings if c not in _DECODERS]
         if unknown:
             raise UnsupportedEncoding(f"cannot decode content-encoding {unknown[0]!r}")
@@ -183,14 +269,13 @@ class BodyDecoder:
 
     @staticmethod
     def supports(content_encoding: str) -> bool:
-        codings = (c.strip().lower() for c in content_encoding.split(","))
-        return all(c in _DECODERS or c in ("", "identity") for c in codings)
+        return all(c in _DECODERS for c in _codings(content_encoding))
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
-        return self._through(0, [chunk], final=False)
+        return self._through(0, (chunk,), final=False)
 
     def flush(self) -> Iterator[bytes]:
-        return self._through(0, [], final=True)
+        return self._through(0, (), final=True)
 
     def _through(self, index: int, pieces: Iterable[bytes], *, final: bool) -> Iterator[bytes]:
         if index == len(self._stages):
