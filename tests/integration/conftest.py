@@ -103,3 +103,149 @@ def server(start_server: Callable[..., ServerHandle]) -> ServerHandle:
 def unlocked_server(server: ServerHandle, secrets: SecretRegistry) -> ServerHandle:
     server.unlock(secrets.new("master-pw"))
     return server
+
+
+# --------------------------------------------------------------------------- HTTP proxy fixtures
+# The local HTTPS upstream (tests/peers/upstream.py) and a server that trusts its CA.
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "peers"))
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+from helpers import Recorded, create_token, unique  # noqa: E402
+from upstream import Upstream  # noqa: E402
+
+ALLOW_LOOPBACK = ("--allow-private", "127.0.0.0/8", "--allow-private", "::1/128")
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[Upstream]:
+    workdir = Path(tempfile.mkdtemp(prefix="vp-upstream-", dir="/tmp"))
+    peer = Upstream(workdir).start()
+    yield peer
+    peer.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+class ProxyEnv:
+    """A started, unlocked server that trusts the upstream's CA, plus shortcuts for proxied calls."""
+
+    def __init__(self, server: ServerHandle, upstream: Upstream, secrets: SecretRegistry) -> None:
+        self.server = server
+        self.upstream = upstream
+        self.secrets = secrets
+        self._token: str | None = None
+
+    # -- services and tokens -----------------------------------------------------------------------
+
+    def add(self, auth: dict, *, name: str | None = None, base_url: str | None = None, **options: object) -> str:
+        """Add a service (base_url defaults to the upstream) and return its name."""
+        name = name or unique("svc")
+        body = {"name": name, "base_url": base_url or self.upstream.url, "auth": auth, **options}
+        resp = self.server.http.post("/services", json=body, headers=self.server.admin_headers())
+        assert resp.status_code == 201, f"add service: {resp.status_code} {resp.text}"
+        return name
+
+    def bearer(self, **options: object) -> tuple[str, str]:
+        """A bearer service on the upstream: (name, its registered secret token)."""
+        token = self.secrets.new("bearer")
+        return self.add({"type": "bearer", "token": token}, **options), token
+
+    def token(self, services: list[str] | None = None, *, fresh: bool = False) -> str:
+        """A proxy-scope token (unrestricted ones are cached); the upstream rejects any request carrying it."""
+        if services is None and self._token is not None and not fresh:
+            return self._token
+        body: dict[str, object] = {"scope": "proxy"}
+        if services is not None:
+            body["services"] = services
+        token = create_token(self.server, body)["id"]
+        self.upstream.forbidden.add(token)
+        if services is None:
+            self._token = token
+        return token
+
+    def relock(self) -> None:
+        """Lock and unlock again (all tokens, jars and caches are gone afterwards)."""
+        resp = self.server.http.post("/auth/lock", headers=self.server.admin_headers())
+        assert resp.status_code == 200, resp.text
+        self._token = None
+        self.server.unlock()
+        self.upstream.forbidden.add(self.server.admin_token or "")
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def url(self, service: str, path: str = "") -> str:
+        return f"{self.server.addr}/proxy/{service}{path}"
+
+    def call(
+        self, method: str, service: str, path: str = "", *, token: str | None = None, headers=None, **kwargs
+    ) -> httpx.Response:
+        """A proxied call through the recorded client, authenticated with ``Authorization: Bearer``."""
+        all_headers = {"Authorization": f"Bearer {token or self.token()}"}
+        all_headers.update(headers or {})
+        return self.server.http.request(method, self.url(service, path), headers=all_headers, **kwargs)
+
+    def stream(
+        self, method: str, service: str, path: str = "", *, token: str | None = None, headers=None, **kwargs
+    ) -> tuple[httpx.Response, list[tuple[float, bytes]]]:
+        """A proxied call read as a stream: (response, [(seconds since the request, decoded chunk)]).
+
+        Uses an unrecorded client (the recorder would read the whole body before returning) and adds
+        the response to the leak check afterwards.
+        """
+        all_headers = {"Authorization": f"Bearer {token or self.token()}"}
+        all_headers.update(headers or {})
+        chunks: list[tuple[float, bytes]] = []
+        started = time.monotonic()
+        with (
+            httpx.Client(timeout=60.0) as client,
+            client.stream(method, self.url(service, path), headers=all_headers, **kwargs) as resp,
+        ):
+            for chunk in resp.iter_bytes():
+                chunks.append((time.monotonic() - started, chunk))
+        self.record(resp, b"".join(chunk for _, chunk in chunks))
+        return resp, chunks
+
+    def record(self, resp: httpx.Response, body: bytes) -> None:
+        """Add a response read outside the recording client (streams) to the leak check."""
+        self.server.recorder.responses.append(
+            Recorded(
+                method=resp.request.method,
+                path=resp.request.url.raw_path.decode("ascii", "replace").split("?", 1)[0],
+                status=resp.status_code,
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw],
+                body=body,
+            )
+        )
+
+    def audit(self) -> list[dict]:
+        if not self.server.audit_path.is_file():
+            return []
+        lines = self.server.audit_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def proxy_audit(self, service: str) -> list[dict]:
+        return [e for e in self.audit() if e.get("action") == "proxy" and e.get("service") == service]
+
+
+def _start_proxy_server(start_server, upstream: Upstream, secrets: SecretRegistry, *extra: str) -> ProxyEnv:
+    server = start_server("--ca-file", str(upstream.ca_path), *extra)
+    server.unlock(secrets.new("master-pw"))
+    upstream.forbidden.add(server.admin_token or "")
+    return ProxyEnv(server, upstream, secrets)
+
+
+@pytest.fixture
+def proxy_env(start_server, upstream: Upstream, secrets: SecretRegistry) -> ProxyEnv:
+    """Server with ``--ca-file <upstream CA>`` and ``--allow-private`` for loopback, unlocked."""
+    return _start_proxy_server(start_server, upstream, secrets, *ALLOW_LOOPBACK)
+
+
+@pytest.fixture
+def strict_proxy_env(start_server, upstream: Upstream, secrets: SecretRegistry) -> ProxyEnv:
+    """Server with ``--ca-file`` but WITHOUT ``--allow-private`` (the SSRF rules apply to loopback)."""
+    return _start_proxy_server(start_server, upstream, secrets)

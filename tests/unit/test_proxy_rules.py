@@ -54,7 +54,9 @@ def test_injected_header_replaces_a_caller_copy_and_cookie_merges():
     assert out.getall("X-Key") == ["real"]
     assert out["Cookie"] == "a=1; s=2"
     assert out["Accept-Encoding"] == "gzip, br"
-    assert "Accept-Encoding" not in upstream_request_headers(frozen([]), token_header=None, inject=[], accept_encoding="gzip")
+    assert "Accept-Encoding" not in upstream_request_headers(
+        frozen([]), token_header=None, inject=[], accept_encoding="gzip"
+    )
 
 
 def test_response_headers_rules():
@@ -117,7 +119,9 @@ async def test_static_injectors():
         {"base_url": "https://a.test/bot{token}/", "auth": {"type": "url", "token": "12:a/b?c"}}
     )
     assert url.base_url == "https://a.test/bot12:a%2Fb%3Fc/" and url.headers == ()
-    assert mask_url_token(service, "GET https://a.test/bot12:a%2Fb%3Fc/x failed") == "GET https://a.test/bot***/x failed"
+    assert (
+        mask_url_token(service, "GET https://a.test/bot12:a%2Fb%3Fc/x failed") == "GET https://a.test/bot***/x failed"
+    )
     assert "tok-1234" not in repr(bearer)
 
 

@@ -107,6 +107,8 @@ def _classify(exc: BaseException, stats: CallStats, plan: CallPlan) -> ProxyErro
             return current
         if isinstance(current, AddressNotAllowed):
             return AddressRefused(str(current))
+        if isinstance(current, aiohttp.InvalidUrlClientError):  # e.g. legacy numeric hosts like 127.1
+            return AddressRefused(f"{type(current).__name__}: {current}")
         current = current.__cause__ or current.__context__ or getattr(current, "os_error", None)
     if stats.bytes_in > plan.max_request_bytes:
         return BodyTooLarge(plan.max_request_bytes // MIB)

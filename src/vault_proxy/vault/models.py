@@ -6,6 +6,7 @@ A model holds everything the vault stores about a service, secrets included; ``s
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -267,7 +268,16 @@ class Service(BaseModel):
         return data
 
 
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
+
+
 def _check_http_url(url: str, field: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{field} must be an http:// or https:// URL with a host")
+    host = parts.hostname
+    if all(_NUMERIC_LABEL.fullmatch(label) for label in host.split(".")):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{field} host {host!r} is not a canonical IPv4 address (write it as a.b.c.d)") from None
