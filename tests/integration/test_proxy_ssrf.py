@@ -8,7 +8,8 @@ import ipaddress
 import socket
 
 import pytest
-from helpers import assert_error, unique
+from conftest import _start_proxy_server
+from helpers import assert_error, free_port, unique
 
 NOT_ALLOWED = "upstream address not allowed"
 
@@ -206,3 +207,15 @@ def test_untrusted_certificate_is_502_and_skip_verify_accepts_it(start_server, u
     resp = server.http.get(f"/proxy/{names[True]}/echo/{marker}", headers=headers)
     assert resp.status_code == 200, resp.text
     assert len(upstream.matching(marker)) == 1
+
+
+def test_outbound_http_proxy_keeps_the_target_checks(start_server, upstream, secrets):
+    """With --http-proxy the vault never resolves the target for the connection, so it checks it first:
+    a loopback target is refused before anything is dialled (the proxy address here does not even listen)."""
+    env = _start_proxy_server(start_server, upstream, secrets, "--http-proxy", f"http://127.0.0.1:{free_port()}")
+    mark = env.upstream.mark()
+    check_hosts_refused(env, ["127.0.0.1", "localhost"])
+    assert env.upstream.since(mark) == []
+    name, _ = env.bearer(base_url=f"https://127.0.0.1:{env.upstream.port}", tls_skip_verify=True)
+    resp = env.call("GET", name, "/echo")
+    assert resp.status_code == 502 and resp.json() == {"error": "upstream request failed"}  # homelab: dials the proxy
