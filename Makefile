@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-proxy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_vault.py
+	$(BIN)/python bench/proxy.py
+
+bench-proxy: $(STAMP)
+	$(BIN)/python bench/proxy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
