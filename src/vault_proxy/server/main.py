@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -104,6 +105,22 @@ def _unix_socket(path: Path) -> socket.socket:
     return sock
 
 
+GC_YOUNG_THRESHOLD = 20_000
+
+
+async def _freeze_startup_objects(_app) -> None:
+    """Tune the cycle collector for a long-running server that allocates per request.
+
+    Everything alive after start-up (modules, classes, the app) is frozen out of the collector's
+    sight, and the young-generation threshold is raised: under load the default 700 triggered a
+    collection every few requests, each walking ~3,000 in-flight objects (about 10 % of the proxy's
+    CPU, measured in bench/proxy.py). Cyclic garbage still triggers a collection once it piles up.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+
+
 def serve(config: ServerConfig) -> None:
     from aiohttp import web
 
@@ -132,6 +149,7 @@ def serve(config: ServerConfig) -> None:
         log.info("vault-server listening on %s (data dir %s); vault is locked", where, config.data_dir)
 
     app.on_startup.append(announce)
+    app.on_startup.append(_freeze_startup_objects)
     try:
         web.run_app(app, loop=uvloop.new_event_loop() if uvloop else None, **kwargs)
     except OSError as exc:

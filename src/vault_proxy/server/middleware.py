@@ -7,10 +7,11 @@ import time
 
 from aiohttp import web
 
-from ..tokens import TokenError
+from ..tokens import TokenError, TokenRecord
 from .bodies import json_response
-from .context import ctx
+from .context import CONTEXT, AppContext
 from .errors import ApiError, Forbidden, Unauthorized, VaultLocked
+from .routing import Endpoint
 
 log = logging.getLogger("vault_proxy.server")
 
@@ -24,11 +25,12 @@ SECURITY_HEADERS = {
 _HTTP_MESSAGES = {404: "not found", 405: "method not allowed", 413: "request body too large"}
 
 
+_RESPONSE_HEADERS = {**SECURITY_HEADERS, "Server": "vault-proxy"}  # no version banner
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare`` hook: runs for every response, streamed and error ones included."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers[name] = value
-    response.headers["Server"] = "vault-proxy"  # no version banner
+    response.headers.update(_RESPONSE_HEADERS)  # replaces any value a handler or upstream set
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -38,21 +40,16 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return response
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def _error_from(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error response for anything a handler raised (a traceback only ever goes to the log)."""
+    if isinstance(exc, ApiError):
         return error_response(exc.status, exc.message, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         message = _HTTP_MESSAGES.get(exc.status, exc.reason.lower())
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, message, headers)
-    except Exception:
-        log.exception("unexpected error handling %s %s", request.method, request.path)
-        return error_response(500, "internal error")
+    log.error("unexpected error handling %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal error")
 
 
 def _caller_token(request: web.Request) -> tuple[str | None, str | None]:
@@ -68,15 +65,11 @@ def _caller_token(request: web.Request) -> tuple[str | None, str | None]:
     return None, None
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
-    scope = getattr(request.match_info.handler, "vault_scope", None)
-    if scope is None:
-        return await handler(request)
+def _authenticate(request: web.Request, context: AppContext, scope: str) -> TokenRecord:
+    """Check the caller's token against the route's scope; raises 401/403/423 as ApiError."""
     token, header = _caller_token(request)
     if not token:
         raise Unauthorized("authorization required")
-    context = ctx(request)
     try:
         record = context.tokens.authenticate(token)  # lock revokes every token: 401 once locked
     except TokenError as exc:
@@ -87,45 +80,63 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         raise Forbidden("admin scope required")
     request["token"] = record
     request["token_header"] = header
-    return await handler(request)
+    return record
 
 
 @web.middleware
-async def audit_middleware(request: web.Request, handler) -> web.StreamResponse:
-    route_handler = request.match_info.handler
-    action = getattr(route_handler, "vault_action", None)
-    if action is None or action == "health":
-        return await handler(request)
+async def vault_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Caller auth, JSON errors and the audit line, in one layer (it runs on every proxied call)."""
+    meta: Endpoint | None = getattr(request.match_info.handler, "vault_endpoint", None)
+    context = request.app[CONTEXT]
     started = time.perf_counter()
-    response = await handler(request)
-    record = request.get("token")
-    extra = request.get("audit")
-    resource = request.match_info.route.resource
-    path = resource.canonical if getattr(route_handler, "vault_audit_template", False) and resource else request.path
-    ctx(request).audit.record(
-        action,
-        token=record.id_prefix[:8] if record else None,
-        scope=record.scope if record else None,
-        service=request.match_info.get("name") if "service" in action or action == "proxy" else None,
-        method=request.method,
-        path=path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        bytes=extra.bytes_out if extra is not None else response.content_length,
-        **(_proxy_fields(extra) if extra is not None else {}),
-    )
+    record = None
+    try:
+        if meta is not None and meta.scope is not None:
+            record = _authenticate(request, context, meta.scope)
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error_from(request, exc)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
+        response = _error_from(request, exc)
+    if meta is not None and meta.audited:
+        context.audit.write(_audit_entry(request, meta, record, response, started))
     return response
 
 
-def _proxy_fields(stats) -> dict[str, object]:
-    fields: dict[str, object] = {"bytes_in": stats.bytes_in, "upstream_status": stats.upstream_status}
+def _audit_entry(
+    request: web.Request, meta: Endpoint, record: TokenRecord | None, response: web.StreamResponse, started: float
+) -> dict[str, object]:
+    entry: dict[str, object] = {"action": meta.action}
+    if record is not None:
+        entry["token"] = record.id_prefix[:8]
+        entry["scope"] = record.scope
+    if meta.action == "proxy" or "service" in meta.action:
+        name = request.match_info.get("name")
+        if name:
+            entry["service"] = name
+    entry["method"] = request.method
+    resource = request.match_info.route.resource
+    entry["path"] = resource.canonical if meta.audit_template and resource is not None else request.path
+    entry["status"] = response.status
+    entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    stats = request.get("audit") if meta.action == "proxy" else None
+    if stats is None:
+        if response.content_length is not None:
+            entry["bytes"] = response.content_length
+        return entry
+    entry["bytes"] = stats.bytes_out
+    entry["bytes_in"] = stats.bytes_in
+    if stats.upstream_status is not None:
+        entry["upstream_status"] = stats.upstream_status
     if stats.redactions:
-        fields["redactions"] = stats.redactions
+        entry["redactions"] = stats.redactions
     if stats.error:
-        fields["error"] = stats.error
+        entry["error"] = stats.error
     if stats.truncated:
-        fields["truncated"] = True
-    return fields
+        entry["truncated"] = True
+    return entry
 
 
-MIDDLEWARES = [audit_middleware, errors_middleware, auth_middleware]
+MIDDLEWARES = [vault_middleware]

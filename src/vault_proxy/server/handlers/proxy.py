@@ -55,6 +55,6 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.route("*", "/proxy/{name}", proxy),
-        web.route("*", "/proxy/{name}/{tail:.*}", proxy),
+        # One resource for both /proxy/{name} and /proxy/{name}/...: one regex match per call.
+        web.route("*", "/proxy/{name}{tail:(/.*)?}", proxy),
     ]
