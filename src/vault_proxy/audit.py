@@ -26,12 +26,18 @@ class _Clock:
         self._prefix = ""
 
     def now(self) -> str:
-        now = time.time()
-        second = int(now)
+        millis = time.time_ns() // 1_000_000
+        second, milli = divmod(millis, 1000)
         if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
             self._second = second
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        return f"{self._prefix}{milli:03d}Z"
+
+
+def milliseconds(seconds: float) -> str:
+    """A duration as a JSON number of milliseconds with microsecond digits (``12.345``)."""
+    whole, micros = divmod(int(seconds * 1_000_000), 1000)
+    return f"{whole}.{micros:03d}"
 
 
 def _json_line(time_text: str, entry: dict[str, Any]) -> str:
@@ -70,7 +76,32 @@ class AuditLog:
 
     def write(self, entry: dict[str, Any]) -> None:
         """One event from a ready dict (``action`` first); the time is added here."""
-        line = _json_line(self._clock.now(), entry)
+        self._append(_json_line(self._clock.now(), entry))
+
+    def proxy_call(
+        self, token: str, scope: str, service: str, method: str, path: str, status: int, duration: float, stats: Any
+    ) -> None:
+        """The line for one proxied HTTP call: written on every call, so formatted in one step.
+
+        ``stats`` is the call's ``CallStats`` (bytes each way, upstream status, redactions, error).
+        """
+        line = (
+            f'{{"time":"{self._clock.now()}","action":"proxy","token":{_json_str(token)},"scope":{_json_str(scope)},'
+            f'"service":{_json_str(service)},"method":{_json_str(method)},"path":{_json_str(path)},'
+            f'"status":{status},"duration_ms":{milliseconds(duration)},"bytes":{stats.bytes_out},'
+            f'"bytes_in":{stats.bytes_in}'
+        )
+        if stats.upstream_status is not None:
+            line += f',"upstream_status":{stats.upstream_status}'
+        if stats.redactions:
+            line += f',"redactions":{stats.redactions}'
+        if stats.error:
+            line += f',"error":{_json_str(stats.error)}'
+        if stats.truncated:
+            line += ',"truncated":true'
+        self._append(line + "}\n")
+
+    def _append(self, line: str) -> None:
         with self._lock:
             if self._fd is None:
                 sys.stderr.write(line)

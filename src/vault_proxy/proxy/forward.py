@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from ..injectors import Credential
 from ..netguard import AddressNotAllowed, ResolveFailed
+from ..response_headers import RESPONSE_HEADERS
 from .cookies import ServiceCookieJar
 from .errors import (
     AddressRefused,
@@ -77,7 +79,8 @@ async def forward(
     )
     body = _capped_body(request, plan.max_request_bytes, stats) if request.body_exists else None
     try:
-        await clients.precheck(url.raw_host or "", url.port or 443, plan.homelab)
+        if clients.http_proxy:
+            await clients.precheck(url.raw_host or "", url.port or 443, plan.homelab)
         async with clients.session(plan.homelab).request(
             request.method, url, headers=headers, data=body, allow_redirects=False
         ) as upstream:
@@ -135,11 +138,7 @@ async def _relay(
     headers = caller_response_headers(upstream.headers, keep_encoding=not decode)
     _fix_location(headers, upstream.url, plan)
     if scrubber.enabled:
-        for name, value in list(headers.items()):
-            clean, hits = scrubber.scrub_text(value)
-            if hits:
-                stats.redactions += hits
-                headers[name] = clean  # a repeated header collapses to its scrubbed first value
+        _scrub_headers(headers, scrubber, stats)
     if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
         if not decode and upstream.content_length is not None:
             headers["Content-Length"] = str(upstream.content_length)
@@ -161,6 +160,7 @@ async def _relay(
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=raw)
     if length is not None and not scrubber.enabled:
         headers["Content-Length"] = str(length)
+    headers.extend(RESPONSE_HEADERS)  # prepared here, so the server middleware cannot add them later
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     await response.prepare(request)
     await _pump(request, upstream, response, plan, stats, BodyDecoder(encoding) if decode else None)
@@ -204,6 +204,16 @@ async def _emit(response: web.StreamResponse, data: bytes, stats: CallStats) -> 
     if data:
         stats.bytes_out += len(data)
         await response.write(data)
+
+
+def _scrub_headers(headers: CIMultiDict[str], scrubber: Scrubber, stats: CallStats) -> None:
+    if scrubber.first_hit("\n".join(headers.values()).encode("utf-8", "surrogateescape")) < 0:
+        return  # the usual case: one scan over all values
+    for name, value in list(headers.items()):
+        clean, hits = scrubber.scrub_text(value)
+        if hits:
+            stats.redactions += hits
+            headers[name] = clean  # a repeated header collapses to its scrubbed first value
 
 
 def _fix_location(headers, request_url: URL, plan: CallPlan) -> None:

@@ -64,7 +64,7 @@ def upstream_request_headers(
 
 
 def caller_response_headers(upstream: CIMultiDictProxy[str], *, keep_encoding: bool) -> CIMultiDict[str]:
-    """Upstream response headers the caller may see (``Set-Cookie`` never; vault headers added later).
+    """Upstream response headers the caller may see (``Set-Cookie`` never; the vault's own are added later).
 
     ``keep_encoding`` is False when the body was decoded to be scanned for secrets.
     """

@@ -12,7 +12,7 @@ from ..vault.store import VaultStore
 from .config import ServerConfig
 from .context import CONTEXT, AppContext
 from .handlers import auth, files, health, proxy, services, tokens
-from .middleware import MIDDLEWARES, add_security_headers
+from .middleware import MIDDLEWARES
 
 # The largest body aiohttp itself will buffer: a 5 MiB file plus multipart framing.
 CLIENT_MAX_SIZE = 6 * 1024 * 1024
@@ -32,7 +32,6 @@ def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
     context = build_context(config)
     app[CONTEXT] = context
-    app.on_response_prepare.append(add_security_headers)
     for module in (health, auth, tokens, services, files, proxy):
         app.add_routes(module.routes())
 
