@@ -383,3 +383,34 @@ def test_audit_masks_url_token(proxy_env):
     assert len(proxy_env.proxy_audit(name)) == 1
     assert len(proxy_env.proxy_audit(dead)) == 1
     # the leak check at teardown proves no token form reached the audit log or the server log
+
+
+def test_changed_credential_used_on_the_very_next_call(proxy_env):
+    """Static credentials are prepared once per service; any change must still apply immediately."""
+    name, first = proxy_env.bearer()
+
+    def sent_authorization() -> list[str]:
+        marker = unique("rotate")
+        resp = proxy_env.call("GET", name, f"/echo/{marker}")
+        assert resp.status_code == 200, resp.text
+        return proxy_env.upstream.only(marker).header_all("Authorization")
+
+    assert sent_authorization() == [f"Bearer {first}"]
+    second = proxy_env.secrets.new("bearer")
+    resp = proxy_env.server.http.put(
+        f"/services/{name}",
+        json={"name": name, "base_url": proxy_env.upstream.url, "auth": {"type": "bearer", "token": second}},
+        headers=proxy_env.server.admin_headers(),
+    )
+    assert resp.status_code == 200, resp.text
+    assert sent_authorization() == [f"Bearer {second}"]
+
+    resp = proxy_env.server.http.delete(f"/services/{name}", headers=proxy_env.server.admin_headers())
+    assert resp.status_code == 200, resp.text
+    assert proxy_env.call("GET", name, "/echo/gone").status_code == 404
+    third = proxy_env.secrets.new("bearer")
+    proxy_env.add({"type": "bearer", "token": third}, name=name)
+    assert sent_authorization() == [f"Bearer {third}"]
+
+    proxy_env.relock()
+    assert sent_authorization() == [f"Bearer {third}"]

@@ -15,18 +15,24 @@ _PCHAR_SAFE = "-._~!$&'()*+,;=:@"
 
 
 class BearerInjector:
+    static = True  # depends on the service alone: reusable until the service changes
+
     async def credential(self, service: Service) -> Credential:
         token = reveal(service.auth.token)
         return Credential(service.base_url, (("Authorization", f"Bearer {token}"),), (token,))
 
 
 class HeaderInjector:
+    static = True
+
     async def credential(self, service: Service) -> Credential:
         value = reveal(service.auth.header_value)
         return Credential(service.base_url, ((service.auth.header_name, value),), (value,))
 
 
 class BasicInjector:
+    static = True
+
     async def credential(self, service: Service) -> Credential:
         user, password = service.auth.username, reveal(service.auth.password)
         encoded = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -34,6 +40,8 @@ class BasicInjector:
 
 
 class UrlInjector:
+    static = True
+
     async def credential(self, service: Service) -> Credential:
         token = reveal(service.auth.token)
         encoded = quote(token, safe=_PCHAR_SAFE)

@@ -30,7 +30,7 @@ from .errors import (
 )
 from .headers import caller_response_headers, upstream_request_headers
 from .scrubber import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, Scrubber
-from .target import proxied_tail, rewrite_location, upstream_url
+from .target import rewrite_location
 from .upstream import UpstreamClients
 
 MIB = 1024 * 1024
@@ -39,9 +39,10 @@ SMALL_BODY = 256 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
-@dataclass
+@dataclass(slots=True)
 class CallPlan:
     service: str
+    url: URL
     credential: Credential
     scrubber: Scrubber
     homelab: bool
@@ -50,7 +51,7 @@ class CallPlan:
     jar: ServiceCookieJar | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CallStats:
     """Filled in as the call goes; the handler writes it to the audit line."""
 
@@ -65,7 +66,7 @@ class CallStats:
 async def forward(
     request: web.Request, plan: CallPlan, clients: UpstreamClients, stats: CallStats
 ) -> web.StreamResponse:
-    url = upstream_url(plan.credential.base_url, proxied_tail(request.raw_path, plan.service))
+    url = plan.url
     if url.scheme != "https" and not plan.homelab:
         raise PlainHttpRefused()
     if request.content_length is not None and request.content_length > plan.max_request_bytes:

@@ -21,14 +21,24 @@ _RESPONSE_DROP = HOP_BY_HOP | {
     "permissions-policy", "cross-origin-opener-policy", "cross-origin-embedder-policy",
     "cross-origin-resource-policy",
 }  # fmt: skip
+_RESPONSE_DROP_DECODED = _RESPONSE_DROP | {"content-encoding"}
 
 
-def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     """Header names listed in ``Connection`` (they are hop-by-hop for this message too)."""
+    if "Connection" not in headers:
+        return frozenset()
     names: set[str] = set()
     for value in headers.getall("Connection", ()):
         names.update(part.strip().lower() for part in value.split(",") if part.strip())
-    return names
+    return frozenset(names)
+
+
+# The request drop set for each header that may carry the vault token (computed once).
+_REQUEST_DROP_FOR = {
+    header: _REQUEST_DROP | {header.lower()} if header else _REQUEST_DROP
+    for header in (None, "Authorization", "X-Vault-Token", "x-api-key")
+}
 
 
 def upstream_request_headers(
@@ -44,17 +54,18 @@ def upstream_request_headers(
     ``token_header`` is the header that carried the vault token (``Authorization``, ``X-Vault-Token``
     or ``x-api-key``); it is dropped so the vault token never reaches the upstream.
     """
-    drop = _connection_tokens(incoming)
-    if token_header:
-        drop.add(token_header.lower())
-    injected = CIMultiDict(inject)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        lower = name.lower()
-        if lower in _REQUEST_DROP or lower in drop or lower.startswith("x-vault-") or name in injected:
-            continue
-        out.add(name, value)
-    out.extend(injected)
+    drop = _REQUEST_DROP_FOR.get(token_header) or _REQUEST_DROP | {str(token_header).lower()}
+    drop = drop | _connection_tokens(incoming) if "Connection" in incoming else drop
+    inject = tuple(inject)
+    drop = drop | {name.lower() for name, _ in inject}  # the credential's headers replace the caller's
+    out: CIMultiDict[str] = CIMultiDict(
+        [
+            (name, value)
+            for name, value in incoming.items()
+            if (low := name.lower()) not in drop and low[:8] != "x-vault-"
+        ]
+    )
+    out.extend(inject)
     if accept_encoding is not None and "Accept-Encoding" in out:
         out["Accept-Encoding"] = accept_encoding
     if cookie:
@@ -68,16 +79,13 @@ def caller_response_headers(upstream: CIMultiDictProxy[str], *, keep_encoding: b
 
     ``keep_encoding`` is False when the body was decoded to be scanned for secrets.
     """
-    drop = _connection_tokens(upstream)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        lower = name.lower()
-        if (
-            lower in _RESPONSE_DROP
-            or lower in drop
-            or lower.startswith(("x-vault-", "access-control-"))
-            or (not keep_encoding and lower == "content-encoding")
-        ):
-            continue
-        out.add(name, value)
-    return out
+    drop = _RESPONSE_DROP if keep_encoding else _RESPONSE_DROP_DECODED
+    if "Connection" in upstream:
+        drop = drop | _connection_tokens(upstream)
+    return CIMultiDict(
+        [
+            (name, value)
+            for name, value in upstream.items()
+            if (low := name.lower()) not in drop and not low.startswith(("x-vault-", "access-control-"))
+        ]
+    )

@@ -24,5 +24,8 @@ class ScrubberCache:
         self._cache[service.name] = (key, scrubber)
         return scrubber
 
+    def drop(self, name: str) -> None:
+        self._cache.pop(name, None)
+
     def clear(self) -> None:
         self._cache.clear()

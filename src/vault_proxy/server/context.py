@@ -11,7 +11,7 @@ from aiohttp import web
 from ..audit import AuditLog
 from ..lockout import UnlockThrottle
 from ..proxy.cookies import CookieJars
-from ..proxy.scrub_cache import ScrubberCache
+from ..proxy.prepared import PreparedServices
 from ..proxy.upstream import UpstreamClients
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
@@ -30,7 +30,7 @@ class AppContext:
     throttle: UnlockThrottle = field(default_factory=UnlockThrottle)
     unlock_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cookie_jars: CookieJars = field(default_factory=CookieJars)
-    scrubbers: ScrubberCache = field(default_factory=ScrubberCache)
+    prepared: PreparedServices = field(default_factory=PreparedServices)
     # Called on lock: later features (cookie jars, TCP sessions, refresh timers) register here.
     lock_hooks: list[LockHook] = field(default_factory=list)
 
@@ -38,7 +38,7 @@ class AppContext:
         self.tokens.revoke_all()
         self.store.lock()
         self.cookie_jars.clear()
-        self.scrubbers.clear()
+        self.prepared.clear()
         for hook in self.lock_hooks:
             result = hook()
             if result is not None:

@@ -7,6 +7,7 @@ from aiohttp import web
 from ...injectors import injector_for
 from ...proxy.errors import ProxyError
 from ...proxy.forward import MIB, CallPlan, CallStats, forward
+from ...proxy.target import proxied_tail
 from ...vault.models import HTTP_AUTH_TYPES
 from ..context import ctx
 from ..errors import ApiError, BadRequest
@@ -34,14 +35,18 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     stats = CallStats()
     request["audit"] = stats
     try:
-        credential = await injector.credential(service)
+        prepared = context.prepared.cached(service)
+        if prepared is None:
+            credential = await injector.credential(service)
+            prepared = context.prepared.prepare(service, credential, static=getattr(injector, "static", False))
         plan = CallPlan(
             service=name,
-            credential=credential,
-            scrubber=context.scrubbers.for_service(service, credential),
+            url=prepared.url_for(proxied_tail(request.raw_path, name)),
+            credential=prepared.credential,
+            scrubber=prepared.scrubber,
             homelab=service.tls_skip_verify,
             max_request_bytes=(service.max_request_mb or context.config.max_request_mb) * MIB,
-            token_header=request.get("token_header"),
+            token_header=request["token_header"],
             jar=context.cookie_jars.for_service(name) if service.session_cookies else None,
         )
         return await forward(request, plan, context.upstream, stats)

@@ -68,6 +68,7 @@ async def delete_service(request: web.Request) -> web.Response:
     context = ctx(request)
     await context.store.delete_service(name)
     context.cookie_jars.drop(name)
+    context.prepared.drop(name)
     return json_response({"status": "deleted"})
 
 

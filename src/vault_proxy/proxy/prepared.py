@@ -1,0 +1,64 @@
+"""Per-service work done once and reused by every proxied call: credential, scrubber, upstream URLs.
+
+A static credential (bearer, header, basic, url) depends on the service alone, so it is kept until
+the service object is replaced: any update, and every unlock, builds new ``Service`` objects. OAuth
+credentials change with each token refresh; their ``PreparedService`` lives for one call.
+Everything here holds secrets in memory, so the owner clears it on lock.
+"""
+
+from __future__ import annotations
+
+from yarl import URL
+
+from ..injectors import Credential
+from ..vault.models import Service
+from .scrub_cache import ScrubberCache
+from .scrubber import Scrubber
+from .target import upstream_url
+
+# Distinct request paths remembered per service; past this the memo starts over (bounded memory).
+MAX_REMEMBERED_URLS = 512
+
+
+class PreparedService:
+    __slots__ = ("service", "credential", "scrubber", "_urls")
+
+    def __init__(self, service: Service, credential: Credential, scrubber: Scrubber) -> None:
+        self.service = service
+        self.credential = credential
+        self.scrubber = scrubber
+        self._urls: dict[str, URL] = {}
+
+    def url_for(self, tail: str) -> URL:
+        """The upstream URL for the caller's path+query after ``/proxy/{service}`` (memoised)."""
+        url = self._urls.get(tail)
+        if url is None:
+            if len(self._urls) >= MAX_REMEMBERED_URLS:
+                self._urls.clear()
+            url = self._urls[tail] = upstream_url(self.credential.base_url, tail)
+        return url
+
+
+class PreparedServices:
+    def __init__(self) -> None:
+        self._static: dict[str, PreparedService] = {}
+        self._scrubbers = ScrubberCache()
+
+    def cached(self, service: Service) -> PreparedService | None:
+        """The prepared form of ``service`` if its static credential is still current."""
+        hit = self._static.get(service.name)
+        return hit if hit is not None and hit.service is service else None
+
+    def prepare(self, service: Service, credential: Credential, *, static: bool) -> PreparedService:
+        prepared = PreparedService(service, credential, self._scrubbers.for_service(service, credential))
+        if static:
+            self._static[service.name] = prepared
+        return prepared
+
+    def drop(self, name: str) -> None:
+        self._static.pop(name, None)
+        self._scrubbers.drop(name)
+
+    def clear(self) -> None:
+        self._static.clear()
+        self._scrubbers.clear()
