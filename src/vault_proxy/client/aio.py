@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -75,6 +75,23 @@ class AsyncVaultClient:
 
     async def health(self) -> dict[str, Any]:
         return await self._send(calls.health())
+
+    async def token_health(self) -> list[dict[str, Any]]:
+        """See ``VaultClient.token_health``."""
+        return await self._send(calls.token_health())
+
+    async def oauth2_authorize(
+        self,
+        client_secret_file: str,
+        service_name: str,
+        base_url: str,
+        scopes: Sequence[str] = (),
+        redirect_uri: str | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """See ``VaultClient.oauth2_authorize``."""
+        return await self._send(calls.oauth2_authorize(client_secret_file, service_name, base_url, scopes,
+                                                       redirect_uri, overwrite))  # fmt: skip
 
     async def unlock(self, password: str) -> dict[str, Any]:
         token = await self._send(calls.unlock(password))

@@ -7,7 +7,7 @@ result or a :class:`VaultError`. No I/O happens here, so one table serves both c
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -104,6 +104,25 @@ def format_ttl(ttl: str | int | float | timedelta) -> str:
 
 def health() -> Call:
     return Call("GET", "/health", auth=False)
+
+
+def token_health() -> Call:
+    return Call("GET", "/health/tokens")
+
+
+def oauth2_authorize(
+    client_secret_file: str,
+    service_name: str,
+    base_url: str,
+    scopes: Sequence[str] = (),
+    redirect_uri: str | None = None,
+    overwrite: bool = False,
+) -> Call:
+    body: dict[str, Any] = {"client_secret_file": client_secret_file, "service_name": service_name,
+                            "base_url": base_url, "scopes": list(scopes), "overwrite": overwrite}  # fmt: skip
+    if redirect_uri:
+        body["redirect_uri"] = redirect_uri
+    return Call("POST", "/auth/oauth2/authorize", json=body)
 
 
 def unlock(password: str) -> Call:

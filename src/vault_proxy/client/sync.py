@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -93,6 +93,23 @@ class VaultClient:
     def health(self) -> dict[str, Any]:
         """``{"status": "locked"|"unlocked"}``; needs no token."""
         return self._send(calls.health())
+
+    def token_health(self) -> list[dict[str, Any]]:
+        """``[{"name", "auth_type", "expires_at", "token_status"}]`` for the OAuth services you may use."""
+        return self._send(calls.token_health())
+
+    def oauth2_authorize(
+        self,
+        client_secret_file: str,
+        service_name: str,
+        base_url: str,
+        scopes: Sequence[str] = (),
+        redirect_uri: str | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """Start the browser consent flow; open the returned ``auth_url``. The service appears on return."""
+        return self._send(calls.oauth2_authorize(client_secret_file, service_name, base_url, scopes, redirect_uri,
+                                                 overwrite))  # fmt: skip
 
     def unlock(self, password: str) -> dict[str, Any]:
         """Unlock (or create) the vault; returns the admin Token object and uses its id from now on."""

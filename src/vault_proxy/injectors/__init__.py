@@ -1,8 +1,9 @@
 """Credential injectors: one small class per HTTP auth type.
 
 An injector turns a stored service into the ``Credential`` for one outgoing request: headers to set
-and the base URL to call. The static types compute it from the service alone; the OAuth types (added
-later) fetch and refresh tokens first, which is why ``credential`` is a coroutine.
+and the base URL to call. The static types compute it from the service alone; the OAuth types fetch
+and refresh tokens first (``oauth.py``, bound to the server's token manager), which is why
+``credential`` is a coroutine.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ _INJECTORS: dict[str, Injector] = {
 }
 
 
+STATIC_AUTH_TYPES = tuple(_INJECTORS)
+
+
 def injector_for(auth_type: str) -> Injector | None:
     """The injector for an HTTP auth type, or None when the proxy cannot inject it."""
     return _INJECTORS.get(auth_type)
 
 
-def register(auth_type: str, injector: Injector) -> None:
-    """Install the injector for a type whose credential needs server state (OAuth refresh)."""
-    _INJECTORS[auth_type] = injector
-
-
-__all__ = ["Credential", "Injector", "injector_for", "register"]
+__all__ = ["STATIC_AUTH_TYPES", "Credential", "Injector", "injector_for"]

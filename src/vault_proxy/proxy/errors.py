@@ -52,3 +52,12 @@ class UnscannableEncoding(ProxyError):
 
     def __init__(self, encoding: str) -> None:
         super().__init__(f"upstream response encoding {encoding!r} cannot be scanned for secrets")
+
+
+class CredentialRefreshFailed(ProxyError):
+    """The token endpoint failed: the caller never sees its answer, the audit log gets the masked detail."""
+
+    status = 502
+
+    def __init__(self, cause: str = "") -> None:
+        super().__init__("credential refresh failed", cause)

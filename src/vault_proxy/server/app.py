@@ -5,13 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..audit import AuditLog
+from ..injectors import STATIC_AUTH_TYPES, injector_for
+from ..injectors.oauth import OAuthInjector
 from ..netguard import AddressPolicy
+from ..oauth.manager import OAUTH_TYPES, TokenManager
 from ..proxy.upstream import UpstreamClients
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
 from .config import ServerConfig
 from .context import CONTEXT, AppContext
-from .handlers import auth, files, health, proxy, services, tokens
+from .handlers import auth, files, health, oauth, proxy, services, tokens
 from .middleware import MIDDLEWARES
 
 # The largest body aiohttp itself will buffer: a 5 MiB file plus multipart framing.
@@ -19,20 +22,20 @@ CLIENT_MAX_SIZE = 6 * 1024 * 1024
 
 
 def build_context(config: ServerConfig) -> AppContext:
-    return AppContext(
-        config=config,
-        store=VaultStore(config.data_dir),
-        tokens=TokenRegistry(config.token_ttl),
-        audit=AuditLog(config.audit_log),
-        upstream=UpstreamClients(AddressPolicy(config.allow_private), config.ca_file, config.http_proxy),
-    )
+    store, audit = VaultStore(config.data_dir), AuditLog(config.audit_log)
+    upstream = UpstreamClients(AddressPolicy(config.allow_private), config.ca_file, config.http_proxy)
+    oauth = TokenManager(store, upstream, audit)
+    injectors = {kind: injector_for(kind) for kind in STATIC_AUTH_TYPES}
+    injectors.update(dict.fromkeys(OAUTH_TYPES, OAuthInjector(oauth)))
+    return AppContext(config=config, store=store, tokens=TokenRegistry(config.token_ttl), audit=audit,
+                      upstream=upstream, oauth=oauth, injectors=injectors)  # fmt: skip
 
 
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
     context = build_context(config)
     app[CONTEXT] = context
-    for module in (health, auth, tokens, services, files, proxy):
+    for module in (health, auth, oauth, tokens, services, files, proxy):
         app.add_routes(module.routes())
 
     async def shutdown(_app: web.Application) -> None:

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ..audit import AuditLog
+from ..injectors import Injector
 from ..lockout import UnlockThrottle
+from ..oauth.consent import ConsentStates
+from ..oauth.manager import TokenManager
 from ..proxy.cookies import CookieJars
 from ..proxy.prepared import PreparedServices
 from ..proxy.upstream import UpstreamClients
@@ -27,10 +30,13 @@ class AppContext:
     tokens: TokenRegistry
     audit: AuditLog
     upstream: UpstreamClients
+    oauth: TokenManager
+    injectors: dict[str, Injector]
     throttle: UnlockThrottle = field(default_factory=UnlockThrottle)
     unlock_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cookie_jars: CookieJars = field(default_factory=CookieJars)
     prepared: PreparedServices = field(default_factory=PreparedServices)
+    consents: ConsentStates = field(default_factory=ConsentStates)
     # Called on lock: later features (cookie jars, TCP sessions, refresh timers) register here.
     lock_hooks: list[LockHook] = field(default_factory=list)
 
@@ -39,6 +45,8 @@ class AppContext:
         self.store.lock()
         self.cookie_jars.clear()
         self.prepared.clear()
+        await self.oauth.close()
+        self.consents.clear()
         for hook in self.lock_hooks:
             result = hook()
             if result is not None:

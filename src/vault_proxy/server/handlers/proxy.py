@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...injectors import injector_for
 from ...proxy.errors import ProxyError
 from ...proxy.forward import MIB, CallPlan, CallStats, forward
 from ...proxy.target import proxied_tail
@@ -26,12 +25,12 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     service = visible_service(request, name)
     kind = service.auth.type
-    injector = injector_for(kind)
+    context = ctx(request)
+    injector = context.injectors.get(kind)
     if kind not in HTTP_AUTH_TYPES:
         raise BadRequest(f'service "{name}" uses {kind} auth, which is not an HTTP service')
     if injector is None:
         raise BadRequest(f'service "{name}" uses {kind} auth, which this server cannot inject yet')
-    context = ctx(request)
     stats = CallStats()
     request["audit"] = stats
     try:

@@ -69,6 +69,7 @@ async def delete_service(request: web.Request) -> web.Response:
     await context.store.delete_service(name)
     context.cookie_jars.drop(name)
     context.prepared.drop(name)
+    context.oauth.forget(name)
     return json_response({"status": "deleted"})
 
 
