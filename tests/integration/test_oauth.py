@@ -262,3 +262,20 @@ def test_cli_authorize_with_a_local_client_file_and_token_listing(proxy_env, pro
     assert row["token_status"] == "valid" and row["auth_type"] == "oauth2_client"
     table = server.cli("oauth2", "tokens", env=env)
     assert name in table.stdout and "valid" in table.stdout
+
+
+def test_proactive_refresh_before_expiry_and_none_after_delete(proxy_env, provider):
+    """A 34 s token is renewed ~31 s later (90 % of its life) without any call; a deleted service's is not."""
+    kept_client, gone_client = provider.new_client(expires_in=34), provider.new_client(expires_in=34)
+    kept = _oauth_service(proxy_env, provider, kept_client)
+    gone = _oauth_service(proxy_env, provider, gone_client)
+    assert _call(proxy_env, kept).status_code == 200 and _call(proxy_env, gone).status_code == 200
+    resp = proxy_env.server.http.delete(f"/services/{gone}", headers=proxy_env.server.admin_headers())
+    assert resp.status_code == 200
+    deadline = time.monotonic() + 40
+    while provider.refresh_count(kept_client.client_id) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert provider.refresh_count(kept_client.client_id) == 2, "no proactive refresh within 40 s"
+    assert provider.refresh_count(gone_client.client_id) == 1
+    assert _call(proxy_env, kept).status_code == 200
+    assert provider.refresh_count(kept_client.client_id) == 2, "the call used the proactively renewed token"

@@ -260,3 +260,10 @@ def test_unlock_reads_go_tool_vault_and_migrates_it(server, secrets):
     server.restart()
     server.unlock(password)
     assert service_names(server) == ["after-migration", "legacy-api"]
+
+
+def test_unlock_audit_line_names_the_minted_token(unlocked_server):
+    lines = [json.loads(line) for line in unlocked_server.audit_path.read_text().splitlines()]
+    unlock = [line for line in lines if line["action"] == "unlock"][-1]
+    assert unlock["status"] == 200 and unlock["scope"] == "admin"
+    assert unlocked_server.admin_token.startswith(unlock["token"]) and len(unlock["token"]) == 8

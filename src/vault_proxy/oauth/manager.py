@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -137,6 +138,16 @@ class TokenManager:
             raise TokenEndpointError(f"token refreshed but could not be saved: {type(exc).__name__}") from None
 
     # -- proactive refresh ----------------------------------------------------------------------------
+
+    def resume(self, services: Iterable[Service]) -> None:
+        """After an unlock: renew cached tokens proactively again (90 % of their remaining time)."""
+        now = datetime.now(UTC)
+        for service in services:
+            if service.auth.type not in OAUTH_TYPES or not service.auth.access_token:  # type: ignore[union-attr]
+                continue
+            expiry = parse_expiry(service.auth.expires_at)  # type: ignore[union-attr]
+            remaining = (expiry - now).total_seconds() if expiry is not None else 0.0
+            self._schedule(service.name, max(MIN_PROACTIVE_DELAY, remaining * PROACTIVE_SHARE))
 
     def _schedule(self, name: str, delay: float) -> None:
         self.forget(name, keep_lock=True)

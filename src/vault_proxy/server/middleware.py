@@ -97,7 +97,8 @@ async def vault_middleware(request: web.Request, handler) -> web.StreamResponse:
                 record.id_prefix[:8], record.scope, request.match_info["name"], request.method, request.path,
                 response.status, time.perf_counter() - started, stats,
             )  # fmt: skip
-        else:
+        else:  # e.g. unlock sets the token it minted
+            record = record or request.get("token")
             context.audit.write(_audit_entry(request, meta, record, response, started, stats))
     return response
 

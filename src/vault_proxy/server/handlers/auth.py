@@ -57,6 +57,7 @@ async def unlock(request: web.Request) -> web.Response:
     await _checked(context, attempt)
     if created[0]:
         log.info("created a new vault in %s", context.store.data_dir)
+    context.oauth.resume(context.store.services.values())
     token, record = context.tokens.mint("admin")
     request["token"] = record
     return json_response(context.tokens.token_object(token, record))
