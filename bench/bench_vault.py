@@ -17,12 +17,10 @@ import json
 import math
 import os
 import platform
-import random
 import secrets
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,8 +34,9 @@ import httpx
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-HOST = "127.0.0.1"
-PORT_RANGE = (20000, 32767)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _procs import HOST, free_port  # noqa: E402
+
 FILE_SIZE = 4 * 1024 * 1024  # below the server's 5 MiB per-file cap
 CHUNK = 1024 * 1024  # the server's encryption chunk
 ARGON_T, ARGON_M_KIB, ARGON_P = 3, 64 * 1024, 4  # the product's Argon2id parameters
@@ -92,15 +91,6 @@ def sample(n: int, budget: Budget, fn: Callable[[], object]) -> list[float]:
         fn()
         out.append(time.perf_counter() - t0)
     return out
-
-
-def free_port() -> int:
-    for _ in range(200):
-        port = random.randint(*PORT_RANGE)
-        with socket.socket() as sock, contextlib.suppress(OSError):
-            sock.bind((HOST, port))
-            return port
-    raise RuntimeError("no free port in 20000-32767")
 
 
 def expect(resp: httpx.Response, status: int, what: str) -> httpx.Response:

@@ -43,6 +43,7 @@ from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from loop_thread import LoopThreadServer
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 LIFETIME = 3600  # service-account and code grants; also the bookkeeping expiry when expires_in is omitted
@@ -145,12 +146,15 @@ class _Failing(Exception):
         self.registration = registration
 
 
-class OAuthProvider:
+class OAuthProvider(LoopThreadServer):
     """The authorization server, its registered clients and service accounts, and what it has issued."""
 
     PLANTED = "planted-secret-in-error-body-7f3a"
 
+    label = "test OAuth provider"
+
     def __init__(self, ca: trustme.CA, workdir: Path) -> None:
+        super().__init__()
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.ca_path = workdir / "oauth-provider-ca.pem"
@@ -172,41 +176,12 @@ class OAuthProvider:
         self._codes: dict[str, _Code] = {}
         self._refreshes: dict[str, int] = {}
         self._grants: list[dict[str, Any]] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-oauth-provider", daemon=True)
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> OAuthProvider:
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise RuntimeError("test OAuth provider did not start in 15 s")
-        if self._error is not None:
-            raise RuntimeError(f"test OAuth provider failed to start: {self._error!r}")
-        return self
-
     def stop(self) -> None:
-        if self._thread.is_alive():
-            if self._runner is not None:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(15)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(15)
+        super().stop()
         self._sock.close()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
 
     async def _serve(self) -> None:
         app = web.Application()

@@ -52,6 +52,7 @@ import brotli
 import httpx
 import trustme
 from aiohttp import web
+from loop_thread import LoopThreadServer
 from multidict import CIMultiDict
 
 MIB = 1024 * 1024
@@ -118,10 +119,13 @@ class SeenRequest:
 SEEN = web.RequestKey("seen", SeenRequest)
 
 
-class Upstream:
+class Upstream(LoopThreadServer):
     """The upstream app, its CA, its listeners and what it has seen."""
 
+    label = "test upstream"
+
     def __init__(self, workdir: Path) -> None:
+        super().__init__()
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.ca = trustme.CA()
@@ -139,39 +143,8 @@ class Upstream:
         self.handshakes = 0
         self._requests: list[SeenRequest] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="test-upstream", daemon=True)
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> Upstream:
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise RuntimeError("test upstream did not start in 15 s")
-        if self._error is not None:
-            raise RuntimeError(f"test upstream failed to start: {self._error!r}")
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(15)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(15)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.close()
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._record_middleware], client_max_size=1024 * MIB)
