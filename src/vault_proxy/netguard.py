@@ -72,6 +72,8 @@ _GLOBAL_UNICAST_V6 = _net("2000::/3")
 _NAT64 = _net("64:ff9b::/96")
 # Kinds of address a homelab policy may still reach; link-local and metadata are never among them.
 _HOMELAB_OK = frozenset({"loopback", "private", "cgnat"})
+# SSH hosts are usually on the LAN: private ranges are fine, loopback only with --allow-private.
+_LAN_OK = frozenset({"private", "cgnat"})
 
 
 class AddressNotAllowed(Exception):
@@ -139,9 +141,14 @@ class AddressPolicy:
 
     allow_private: tuple[IPNetwork, ...] = ()
     homelab: bool = False
+    lan: bool = False
 
     def with_homelab(self) -> AddressPolicy:
         return self if self.homelab else replace(self, homelab=True)
+
+    def with_lan(self) -> AddressPolicy:
+        """Also RFC 1918 / ULA / CGNAT (for SSH hosts); still never loopback, link-local or metadata."""
+        return self if self.lan else replace(self, lan=True)
 
     def _operator_allows(self, address: IPAddress) -> bool:
         candidates: list[IPAddress] = [address]
@@ -156,7 +163,8 @@ class AddressPolicy:
         reason = classify(address)
         if reason is None or (self.allow_private and self._operator_allows(address)):
             return None
-        if self.homelab and reason.rsplit(" ", 1)[-1] in _HOMELAB_OK:
+        kind = reason.rsplit(" ", 1)[-1]
+        if (self.homelab and kind in _HOMELAB_OK) or (self.lan and kind in _LAN_OK):
             return None
         return reason
 

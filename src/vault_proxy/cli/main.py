@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vault_proxy.cli import auth, files, oauth, proxy, services, tokens
+from vault_proxy.cli import auth, files, oauth, proxy, services, ssh, tokens
 from vault_proxy.cli.common import App, VaultGroup
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -42,7 +42,7 @@ def cli(ctx: click.Context, addr: str | None, allow_insecure: bool) -> None:
     ctx.obj = App(addr=addr, allow_insecure=allow_insecure)
 
 
-for command in (*auth.COMMANDS, services.service, files.file, tokens.token, proxy.proxy, oauth.oauth2):
+for command in (*auth.COMMANDS, services.service, files.file, tokens.token, proxy.proxy, oauth.oauth2, ssh.ssh):
     cli.add_command(command)
 
 

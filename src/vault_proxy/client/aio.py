@@ -93,6 +93,10 @@ class AsyncVaultClient:
         return await self._send(calls.oauth2_authorize(client_secret_file, service_name, base_url, scopes,
                                                        redirect_uri, overwrite))  # fmt: skip
 
+    async def ssh_exec(self, service: str, command: str, timeout: float | None = None) -> dict[str, Any]:
+        """See ``VaultClient.ssh_exec``."""
+        return await self._send(calls.ssh_exec(service, command, timeout))
+
     async def unlock(self, password: str) -> dict[str, Any]:
         token = await self._send(calls.unlock(password))
         self.token = token["id"]

@@ -125,6 +125,13 @@ def oauth2_authorize(
     return Call("POST", "/auth/oauth2/authorize", json=body)
 
 
+def ssh_exec(service: str, command: str, timeout: float | None = None) -> Call:
+    body: dict[str, Any] = {"command": command}
+    if timeout is not None:
+        body["timeout"] = timeout
+    return Call("POST", f"/ssh/{segment(service)}/exec", json=body)
+
+
 def unlock(password: str) -> Call:
     return Call("POST", "/auth/unlock", json={"password": password}, auth=False)
 

@@ -111,6 +111,11 @@ class VaultClient:
         return self._send(calls.oauth2_authorize(client_secret_file, service_name, base_url, scopes, redirect_uri,
                                                  overwrite))  # fmt: skip
 
+    def ssh_exec(self, service: str, command: str, timeout: float | None = None) -> dict[str, Any]:
+        """Run ``command`` on an SSH service: ``{"stdout", "stderr", "exit_code", "duration_ms", "timed_out",
+        "stdout_truncated", "stderr_truncated"}``. A non-zero exit code is a result, not an error."""
+        return self._send(calls.ssh_exec(service, command, timeout))
+
     def unlock(self, password: str) -> dict[str, Any]:
         """Unlock (or create) the vault; returns the admin Token object and uses its id from now on."""
         token = self._send(calls.unlock(password))

@@ -10,11 +10,12 @@ from ..injectors.oauth import OAuthInjector
 from ..netguard import AddressPolicy
 from ..oauth.manager import OAUTH_TYPES, TokenManager
 from ..proxy.upstream import UpstreamClients
+from ..ssh.connections import SshConnections
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
 from .config import ServerConfig
 from .context import CONTEXT, AppContext
-from .handlers import auth, files, health, oauth, proxy, services, tokens
+from .handlers import auth, files, health, oauth, proxy, services, ssh, tokens
 from .middleware import MIDDLEWARES
 
 # The largest body aiohttp itself will buffer: a 5 MiB file plus multipart framing.
@@ -27,15 +28,16 @@ def build_context(config: ServerConfig) -> AppContext:
     oauth = TokenManager(store, upstream, audit)
     injectors = {kind: injector_for(kind) for kind in STATIC_AUTH_TYPES}
     injectors.update(dict.fromkeys(OAUTH_TYPES, OAuthInjector(oauth)))
+    ssh = SshConnections(store, upstream.policy, audit)
     return AppContext(config=config, store=store, tokens=TokenRegistry(config.token_ttl), audit=audit,
-                      upstream=upstream, oauth=oauth, injectors=injectors)  # fmt: skip
+                      upstream=upstream, oauth=oauth, ssh=ssh, injectors=injectors)  # fmt: skip
 
 
 def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
     context = build_context(config)
     app[CONTEXT] = context
-    for module in (health, auth, oauth, tokens, services, files, proxy):
+    for module in (health, auth, oauth, tokens, services, files, proxy, ssh):
         app.add_routes(module.routes())
 
     async def shutdown(_app: web.Application) -> None:

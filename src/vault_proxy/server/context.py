@@ -16,6 +16,7 @@ from ..oauth.manager import TokenManager
 from ..proxy.cookies import CookieJars
 from ..proxy.prepared import PreparedServices
 from ..proxy.upstream import UpstreamClients
+from ..ssh.connections import SshConnections
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
 from .config import ServerConfig
@@ -31,6 +32,7 @@ class AppContext:
     audit: AuditLog
     upstream: UpstreamClients
     oauth: TokenManager
+    ssh: SshConnections
     injectors: dict[str, Injector]
     throttle: UnlockThrottle = field(default_factory=UnlockThrottle)
     unlock_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -46,6 +48,7 @@ class AppContext:
         self.cookie_jars.clear()
         self.prepared.clear()
         await self.oauth.close()
+        await self.ssh.close()
         self.consents.clear()
         for hook in self.lock_hooks:
             result = hook()

@@ -127,6 +127,9 @@ def _audit_entry(
     if stats is None:
         if response.content_length is not None:
             entry["bytes"] = response.content_length
+        extra = request.get("audit_extra")  # a handler's own fields (e.g. the SSH command and exit code)
+        if extra:
+            entry.update((key, value) for key, value in extra.items() if value is not None)
         return entry
     entry["bytes"] = stats.bytes_out
     entry["bytes_in"] = stats.bytes_in

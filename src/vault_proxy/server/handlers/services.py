@@ -8,7 +8,7 @@ from ...vault.info import service_info
 from ...vault.models import Service, validate_service_name
 from ...vault.validation import ServiceValidationError, parse_service
 from ..bodies import json_response, read_json_object
-from ..context import ctx
+from ..context import AppContext, ctx
 from ..errors import BadRequest, NotFound
 from ..routing import endpoint
 
@@ -22,16 +22,23 @@ def visible_service(request: web.Request, name: str) -> Service:
     return service
 
 
+def _info(context: AppContext, service: Service) -> dict:
+    """ServiceInfo plus runtime facts (an SSH service's live connection)."""
+    extra = {"ssh_connected": context.ssh.connected(service.name)} if service.auth.type == "ssh_key" else None
+    return service_info(service, extra)
+
+
 @endpoint("service.list", "proxy")
 async def list_services(request: web.Request) -> web.Response:
     record = request["token"]
     services = ctx(request).store.services
-    return json_response([service_info(services[n]) for n in sorted(services) if record.may_use(n)])
+    context = ctx(request)
+    return json_response([_info(context, services[n]) for n in sorted(services) if record.may_use(n)])
 
 
 @endpoint("service.get", "proxy")
 async def get_service(request: web.Request) -> web.Response:
-    return json_response(service_info(visible_service(request, request.match_info["name"])))
+    return json_response(_info(ctx(request), visible_service(request, request.match_info["name"])))
 
 
 async def _upsert(request: web.Request, path_name: str | None) -> Service:
@@ -70,6 +77,7 @@ async def delete_service(request: web.Request) -> web.Response:
     context.cookie_jars.drop(name)
     context.prepared.drop(name)
     context.oauth.forget(name)
+    context.ssh.forget(name)
     return json_response({"status": "deleted"})
 
 

@@ -1,0 +1,1 @@
+"""SSH for agents: commands run on stored keys, under the service's allowlist (SPEC §12)."""
