@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/vault-server $(ARGS)
 
 test: $(STAMP)
+	./scripts/install-test-peers.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q tests
 

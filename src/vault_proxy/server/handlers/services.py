@@ -60,12 +60,12 @@ async def _upsert(request: web.Request, path_name: str | None) -> Service:
 
 @endpoint("service.add", "admin")
 async def add_service(request: web.Request) -> web.Response:
-    return json_response(service_info(await _upsert(request, None)), status=201)
+    return json_response(_info(ctx(request), await _upsert(request, None)), status=201)
 
 
 @endpoint("service.update", "admin")
 async def update_service(request: web.Request) -> web.Response:
-    return json_response(service_info(await _upsert(request, request.match_info["name"])))
+    return json_response(_info(ctx(request), await _upsert(request, request.match_info["name"])))
 
 
 @endpoint("service.delete", "admin")
