@@ -167,3 +167,84 @@ def test_cli_ssh_streams_and_exit_code(proxy_env, sshd):
     assert (done.returncode, done.stdout, done.stderr) == (7, "out\n", "err\n")
     words = proxy_env.server.cli("ssh", name, "echo", "a", "b", env=env)
     assert (words.returncode, words.stdout) == (0, "a b\n")
+
+
+# --------------------------------------------------------------------------- SFTP upload / download
+
+
+def _upload(env, name: str, remote_path: str, data: bytes, mode: str | None = "0600"):
+    form = {"remote_path": remote_path} | ({"mode": mode} if mode else {})
+    return env.server.http.post(f"/ssh/{name}/upload", data=form, files={"file": ("f", data)},
+                                headers={"Authorization": f"Bearer {env.token()}"}, timeout=120)  # fmt: skip
+
+
+def _download(env, name: str, remote_path: str):
+    return env.server.http.post(f"/ssh/{name}/download", json={"remote_path": remote_path},
+                                headers={"Authorization": f"Bearer {env.token()}"}, timeout=120)  # fmt: skip
+
+
+def test_upload_download_round_trip_20_mb_with_mode(proxy_env, sshd, tmp_path):
+    import hashlib
+    import os
+
+    name = _ssh_service(proxy_env, sshd)
+    remote_dir = tmp_path / "remote"
+    remote_dir.mkdir()
+    data = os.urandom(20 * MIB)
+    resp = _upload(proxy_env, name, f"{remote_dir}/blob.bin", data, "0640")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"remote_path": f"{remote_dir}/blob.bin", "size": len(data), "mode": "0640"}
+    assert (remote_dir / "blob.bin").stat().st_mode & 0o7777 == 0o640
+    assert hashlib.sha256((remote_dir / "blob.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    back = _download(proxy_env, name, f"{remote_dir}/blob.bin")
+    assert back.status_code == 200 and back.content == data
+    assert back.headers["Content-Type"] == "application/octet-stream"
+    assert back.headers["X-Content-Type-Options"] == "nosniff"
+    line = [e for e in proxy_env.audit() if e.get("action") == "ssh.upload" and e.get("service") == name][-1]
+    assert line["bytes"] == len(data) and line["remote_path"].endswith("blob.bin")
+
+
+def test_refused_paths(proxy_env, sshd, tmp_path):
+    name = _ssh_service(proxy_env, sshd)
+    link = tmp_path / "etc-link"
+    link.symlink_to("/etc")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".ssh").mkdir()
+    cases = {
+        "relative/path": "absolute",
+        "/etc/passwd": "/etc",
+        "/usr/local/bin/x": "/usr",
+        "/lib64/x": "/lib64",
+        "/tmp/../etc/shadow": "/etc",
+        f"{link}/hosts": "/etc",
+        f"{tmp_path}/home/.ssh/authorized_keys": ".ssh",
+        "/root/x": "/root",
+    }
+    for path, reason in cases.items():
+        up = _upload(proxy_env, name, path, b"x")
+        assert up.status_code == 400 and reason in up.json()["error"], (path, up.text)
+        down = _download(proxy_env, name, path)
+        assert down.status_code == 400 and reason in down.json()["error"], (path, down.text)
+
+
+def test_allowed_paths_restrict_transfers(proxy_env, sshd, tmp_path):
+    allowed = tmp_path / "drop"
+    allowed.mkdir()
+    name = _ssh_service(proxy_env, sshd, ssh_allowed_paths=[str(allowed)])
+    assert _upload(proxy_env, name, f"{allowed}/ok.txt", b"fine").status_code == 200
+    resp = _upload(proxy_env, name, f"{tmp_path}/elsewhere.txt", b"no")
+    assert resp.status_code == 400 and "ssh_allowed_paths" in resp.json()["error"]
+    assert _download(proxy_env, name, f"{allowed}/ok.txt").content == b"fine"
+
+
+def test_cli_upload_and_download(proxy_env, sshd, tmp_path):
+    name = _ssh_service(proxy_env, sshd)
+    env = {"VAULT_TOKEN": proxy_env.token()}
+    local = tmp_path / "local.txt"
+    local.write_text("hello over sftp\n")
+    remote = tmp_path / "remote.txt"
+    done = proxy_env.server.cli("ssh-upload", name, str(local), str(remote), "--mode", "0600", env=env)
+    assert done.returncode == 0, done.stderr
+    assert remote.read_text() == "hello over sftp\n" and remote.stat().st_mode & 0o777 == 0o600
+    out = proxy_env.server.cli("ssh-download", name, str(remote), "-", env=env)
+    assert (out.returncode, out.stdout) == (0, "hello over sftp\n")

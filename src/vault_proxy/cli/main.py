@@ -42,7 +42,17 @@ def cli(ctx: click.Context, addr: str | None, allow_insecure: bool) -> None:
     ctx.obj = App(addr=addr, allow_insecure=allow_insecure)
 
 
-for command in (*auth.COMMANDS, services.service, files.file, tokens.token, proxy.proxy, oauth.oauth2, ssh.ssh):
+for command in (
+    *auth.COMMANDS,
+    services.service,
+    files.file,
+    tokens.token,
+    proxy.proxy,
+    oauth.oauth2,
+    ssh.ssh,
+    ssh.ssh_upload,
+    ssh.ssh_download,
+):
     cli.add_command(command)
 
 

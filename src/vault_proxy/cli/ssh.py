@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path, PurePosixPath
 
 import click
 
@@ -37,3 +38,42 @@ def ssh(app: App, service: str, command: tuple[str, ...], timeout: float | None)
         click.echo("vault-cli: remote command killed at the timeout", err=True)
     code = result.get("exit_code", 1)
     raise click.exceptions.Exit(code if isinstance(code, int) and 0 <= code <= 255 else 1)
+
+
+@click.command("ssh-upload")
+@click.argument("service")
+@click.argument("local", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.argument("remote")
+@click.option("--mode", default="0644", show_default=True, help="Octal permissions of the remote file.")
+@pass_app
+def ssh_upload(app: App, service: str, local: Path, remote: str, mode: str) -> None:
+    """Copy LOCAL to REMOTE (an absolute path) on SERVICE over SFTP (max 50 MiB).
+
+    \b
+    Example:
+      vault-cli ssh-upload web1 ./site.conf /srv/nginx/site.conf --mode 0640
+    """
+    with local.open("rb") as stream:
+        info = app.client(timeout=600.0).ssh_upload(service, stream, remote, mode)
+    click.echo(f"Uploaded {info['size']} bytes to {info['remote_path']} (mode {info['mode']})")
+
+
+@click.command("ssh-download")
+@click.argument("service")
+@click.argument("remote")
+@click.argument("local", metavar="[LOCAL|-]", required=False)
+@pass_app
+def ssh_download(app: App, service: str, remote: str, local: str | None) -> None:
+    """Copy REMOTE from SERVICE to LOCAL (default: its file name here; '-' for stdout).
+
+    \b
+    Example:
+      vault-cli ssh-download web1 /var/log/nginx/error.log - | tail
+    """
+    data = app.client(timeout=600.0).ssh_download(service, remote)
+    if local == "-":
+        click.get_binary_stream("stdout").write(data)
+        return
+    target = Path(local or PurePosixPath(remote).name or "download")
+    target.write_bytes(data)
+    click.echo(f"Downloaded {len(data)} bytes to {target}", err=True)

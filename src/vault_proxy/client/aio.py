@@ -97,6 +97,14 @@ class AsyncVaultClient:
         """See ``VaultClient.ssh_exec``."""
         return await self._send(calls.ssh_exec(service, command, timeout))
 
+    async def ssh_upload(self, service: str, content: Any, remote_path: str, mode: str = "0644") -> dict[str, Any]:
+        """See ``VaultClient.ssh_upload`` (``content``: bytes)."""
+        return await self._send(calls.ssh_upload(service, content, remote_path, mode))
+
+    async def ssh_download(self, service: str, remote_path: str) -> bytes:
+        """See ``VaultClient.ssh_download``."""
+        return await self._send(calls.ssh_download(service, remote_path))
+
     async def unlock(self, password: str) -> dict[str, Any]:
         token = await self._send(calls.unlock(password))
         self.token = token["id"]

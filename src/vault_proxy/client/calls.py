@@ -132,6 +132,17 @@ def ssh_exec(service: str, command: str, timeout: float | None = None) -> Call:
     return Call("POST", f"/ssh/{segment(service)}/exec", json=body)
 
 
+def ssh_upload(service: str, content: Any, remote_path: str, mode: str = "0644") -> Call:
+    """``content``: bytes or a binary file object (streamed by httpx)."""
+    files = {"file": ("upload", content, "application/octet-stream")}
+    return Call("POST", f"/ssh/{segment(service)}/upload", data={"remote_path": remote_path, "mode": mode},
+                files=files)  # fmt: skip
+
+
+def ssh_download(service: str, remote_path: str) -> Call:
+    return Call("POST", f"/ssh/{segment(service)}/download", json={"remote_path": remote_path}, raw=True)
+
+
 def unlock(password: str) -> Call:
     return Call("POST", "/auth/unlock", json={"password": password}, auth=False)
 

@@ -116,6 +116,15 @@ class VaultClient:
         "stdout_truncated", "stderr_truncated"}``. A non-zero exit code is a result, not an error."""
         return self._send(calls.ssh_exec(service, command, timeout))
 
+    def ssh_upload(self, service: str, content: Any, remote_path: str, mode: str = "0644") -> dict[str, Any]:
+        """Upload bytes or a binary file object (≤ 50 MiB, streamed) to ``remote_path`` with ``mode`` (octal).
+        Returns ``{"remote_path", "size", "mode"}``."""
+        return self._send(calls.ssh_upload(service, content, remote_path, mode))
+
+    def ssh_download(self, service: str, remote_path: str) -> bytes:
+        """The bytes of ``remote_path`` on an SSH service (≤ 50 MiB)."""
+        return self._send(calls.ssh_download(service, remote_path))
+
     def unlock(self, password: str) -> dict[str, Any]:
         """Unlock (or create) the vault; returns the admin Token object and uses its id from now on."""
         token = self._send(calls.unlock(password))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from aiohttp import web
 
+from ...response_headers import RESPONSE_HEADERS
 from ...ssh.errors import SshError
 from ...ssh.exec import DEFAULT_TIMEOUT, MAX_TIMEOUT, run_command
+from ...ssh.paths import PathRefused
 from ...ssh.policy import MAX_COMMAND_LEN, command_allowed
+from ...ssh.transfer import CHUNK, download, download_size, resolve, upload
 from ...vault.models import Service, SshKeyAuth
 from ..bodies import json_response, read_json_object
 from ..context import ctx
@@ -64,5 +69,106 @@ async def exec_command(request: web.Request) -> web.Response:
     return json_response(result.as_json())
 
 
+def _mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise BadRequest("mode must be octal, e.g. 0644") from None
+    if not 0 <= mode <= 0o7777:
+        raise BadRequest("mode must be between 0000 and 7777")
+    return mode
+
+
+async def _field(part) -> str:
+    return (await part.read(decode=True)).decode("utf-8", "replace")[:4096]
+
+
+@endpoint("ssh.upload", "proxy")
+async def upload_file(request: web.Request) -> web.Response:
+    """Multipart ``remote_path``, ``mode`` (octal, 0644) and then ``file``, streamed to the host over SFTP."""
+    service, auth = ssh_service(request)
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("send multipart/form-data with remote_path, mode and file")
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    context = ctx(request)
+    audit = request["audit_extra"] = {"service": service.name}
+    while (part := await reader.next()) is not None:
+        if part.name != "file":
+            fields[part.name or ""] = await _field(part)
+            continue
+        if "remote_path" not in fields:
+            raise BadRequest("remote_path must come before file in the form")
+        mode = _mode(fields.get("mode", "0644"))
+        audit["remote_path"] = fields["remote_path"][:200]
+
+        async def chunks(part=part):
+            while chunk := await part.read_chunk(CHUNK):
+                yield chunk
+
+        try:
+            conn = await context.ssh.connection(service)
+            async with conn.start_sftp_client() as sftp:
+                path = await resolve(sftp, fields["remote_path"], auth.ssh_allowed_paths, must_exist=False)
+                size = await upload(sftp, path, chunks(), mode)
+        except PathRefused as exc:
+            raise BadRequest(str(exc)) from None
+        except SshError as exc:
+            audit["error"] = exc.cause
+            raise _SshFailure(exc) from None
+        finally:
+            context.ssh.touch(service.name)
+        audit["bytes"] = size
+        return json_response({"remote_path": path, "size": size, "mode": f"{mode:04o}"})
+    raise BadRequest("file is required")
+
+
+@endpoint("ssh.download", "proxy")
+async def download_file(request: web.Request) -> web.StreamResponse:
+    """``{"remote_path"}`` → the file's bytes, streamed from SFTP as they are read."""
+    service, auth = ssh_service(request)
+    body = await read_json_object(request)
+    context = ctx(request)
+    audit = request["audit_extra"] = {"service": service.name, "remote_path": str(body.get("remote_path"))[:200]}
+    try:
+        conn = await context.ssh.connection(service)
+        async with conn.start_sftp_client() as sftp:
+            path = await resolve(sftp, body.get("remote_path"), auth.ssh_allowed_paths, must_exist=True)
+            size = await download_size(sftp, path)
+            response = web.StreamResponse(headers={**RESPONSE_HEADERS, "Content-Type": "application/octet-stream",
+                                                   "Content-Disposition": _attachment(path)})  # fmt: skip
+            response.content_length = size
+            await response.prepare(request)
+            sent = 0
+            try:
+                async for chunk in download(sftp, path):
+                    sent += len(chunk)
+                    await response.write(chunk)
+            except Exception as exc:  # noqa: BLE001 - headers are out: cut the connection, never fake an end
+                audit.update(bytes=sent, error=f"download interrupted: {type(exc).__name__}", truncated=True)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+    except PathRefused as exc:
+        raise BadRequest(str(exc)) from None
+    except SshError as exc:
+        audit["error"] = exc.cause
+        raise _SshFailure(exc) from None
+    finally:
+        context.ssh.touch(service.name)
+    audit["bytes"] = sent
+    await response.write_eof()
+    return response
+
+
+def _attachment(path: str) -> str:
+    name = posixpath.basename(path).replace('"', "").replace("\\", "") or "download"
+    return f'attachment; filename="{name}"'
+
+
 def routes() -> list[web.RouteDef]:
-    return [web.post("/ssh/{name}/exec", exec_command)]
+    return [
+        web.post("/ssh/{name}/exec", exec_command),
+        web.post("/ssh/{name}/upload", upload_file),
+        web.post("/ssh/{name}/download", download_file),
+    ]
