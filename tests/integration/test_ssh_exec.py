@@ -248,3 +248,51 @@ def test_cli_upload_and_download(proxy_env, sshd, tmp_path):
     assert remote.read_text() == "hello over sftp\n" and remote.stat().st_mode & 0o777 == 0o600
     out = proxy_env.server.cli("ssh-download", name, str(remote), "-", env=env)
     assert (out.returncode, out.stdout) == (0, "hello over sftp\n")
+
+
+# --------------------------------------------------------------------------- WebSocket shell
+
+
+def test_websocket_shell_runs_a_command_and_resizes(proxy_env, sshd):
+    import asyncio
+
+    import aiohttp
+
+    name = _ssh_service(proxy_env, sshd)
+    url = f"{proxy_env.server.addr}/ssh/{name}/session?cols=100&rows=30"
+    headers = {"Authorization": f"Bearer {proxy_env.token()}"}
+
+    async def read_until(ws, needle: bytes, seconds: float = 10) -> bytes:
+        seen = b""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while needle not in seen:
+            left = deadline - asyncio.get_running_loop().time()
+            assert left > 0, f"{needle!r} not seen in {seen[-300:]!r}"
+            message = await ws.receive(timeout=left)
+            assert message.type == aiohttp.WSMsgType.BINARY, message
+            seen += message.data
+        return seen
+
+    async def session() -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers) as ws:
+            await ws.send_bytes(b"stty size; echo TERM=$TERM; echo mark-$((6*7))\n")
+            out = await read_until(ws, b"mark-42")
+            assert b"30 100" in out and b"TERM=xterm-256color" in out
+            await ws.send_bytes(bytes([1]) + (120).to_bytes(2, "big") + (40).to_bytes(2, "big"))
+            await ws.send_bytes(b"stty size; echo mark-$((7*7))\n")
+            out = await read_until(ws, b"mark-49")
+            assert b"40 120" in out
+            await ws.send_bytes(b"exit\n")
+            closed = await ws.receive(timeout=10)
+            while closed.type == aiohttp.WSMsgType.BINARY:
+                closed = await ws.receive(timeout=10)
+            assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+    asyncio.run(session())
+    refused = proxy_env.server.http.get(f"/ssh/{name}/session")
+    assert refused.status_code == 401
+
+
+def test_websocket_shell_on_unknown_service_is_a_json_404(proxy_env):
+    resp = proxy_env.server.http.get("/ssh/nope/session", headers={"Authorization": f"Bearer {proxy_env.token()}"})
+    assert resp.status_code == 404 and resp.json()["error"] == 'service "nope" not found'

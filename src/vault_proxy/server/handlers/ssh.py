@@ -11,6 +11,7 @@ from ...ssh.errors import SshError
 from ...ssh.exec import DEFAULT_TIMEOUT, MAX_TIMEOUT, run_command
 from ...ssh.paths import PathRefused
 from ...ssh.policy import MAX_COMMAND_LEN, command_allowed
+from ...ssh.shell import run_shell
 from ...ssh.transfer import CHUNK, download, download_size, resolve, upload
 from ...vault.models import Service, SshKeyAuth
 from ..bodies import json_response, read_json_object
@@ -166,9 +167,42 @@ def _attachment(path: str) -> str:
     return f'attachment; filename="{name}"'
 
 
+def _term_size(request: web.Request) -> tuple[int, int]:
+    try:
+        cols, rows = int(request.query.get("cols", "80")), int(request.query.get("rows", "24"))
+    except ValueError:
+        raise BadRequest("cols and rows must be integers") from None
+    if not (0 < cols <= 1000 and 0 < rows <= 1000):
+        raise BadRequest("cols and rows must be between 1 and 1000")
+    return cols, rows
+
+
+@endpoint("ssh.session", "proxy")
+async def shell_session(request: web.Request) -> web.StreamResponse:
+    """``GET /ssh/{name}/session?cols=&rows=``: a WebSocket to a PTY shell on the host."""
+    service, _auth = ssh_service(request)
+    cols, rows = _term_size(request)
+    context = ctx(request)
+    audit = request["audit_extra"] = {"service": service.name}
+    try:
+        conn = await context.ssh.connection(service)  # before the upgrade, so failures are plain JSON errors
+    except SshError as exc:
+        audit["error"] = exc.cause
+        raise _SshFailure(exc) from None
+    ws = web.WebSocketResponse(heartbeat=30)
+    ws.headers.update(RESPONSE_HEADERS)
+    await ws.prepare(request)
+    try:
+        audit["bytes"] = await run_shell(ws, conn, cols, rows)
+    finally:
+        context.ssh.touch(service.name)
+    return ws
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/ssh/{name}/exec", exec_command),
         web.post("/ssh/{name}/upload", upload_file),
         web.post("/ssh/{name}/download", download_file),
+        web.get("/ssh/{name}/session", shell_session, allow_head=False),
     ]
