@@ -296,3 +296,9 @@ def test_websocket_shell_runs_a_command_and_resizes(proxy_env, sshd):
 def test_websocket_shell_on_unknown_service_is_a_json_404(proxy_env):
     resp = proxy_env.server.http.get("/ssh/nope/session", headers={"Authorization": f"Bearer {proxy_env.token()}"})
     assert resp.status_code == 404 and resp.json()["error"] == 'service "nope" not found'
+
+
+def test_ecdsa_openssh_key(proxy_env, sshd):
+    key = sshd.add_client_key(kind="ecdsa")
+    name = _ssh_service(proxy_env, sshd, key)
+    assert _exec(proxy_env, name, "echo ecdsa").json()["stdout"] == "ecdsa\n"
