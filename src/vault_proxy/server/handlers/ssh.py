@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -15,7 +17,7 @@ from ...ssh.shell import run_shell
 from ...ssh.transfer import CHUNK, download, download_size, resolve, upload
 from ...vault.models import Service, SshKeyAuth
 from ..bodies import json_response, read_json_object
-from ..context import ctx
+from ..context import AppContext, ctx
 from ..errors import ApiError, BadRequest, Forbidden
 from ..routing import endpoint
 from .services import visible_service
@@ -70,6 +72,20 @@ async def exec_command(request: web.Request) -> web.Response:
     return json_response(result.as_json())
 
 
+@contextlib.asynccontextmanager
+async def _ssh_errors(context: AppContext, service: Service, audit: dict) -> AsyncIterator[None]:
+    """Path refusals → 400; SSH failures → their status, cause to the audit line; idle clock restarted."""
+    try:
+        yield
+    except PathRefused as exc:
+        raise BadRequest(str(exc)) from None
+    except SshError as exc:
+        audit["error"] = exc.cause
+        raise _SshFailure(exc) from None
+    finally:
+        context.ssh.touch(service.name)
+
+
 def _mode(text: str) -> int:
     try:
         mode = int(text, 8)
@@ -107,18 +123,11 @@ async def upload_file(request: web.Request) -> web.Response:
             while chunk := await part.read_chunk(CHUNK):
                 yield chunk
 
-        try:
+        async with _ssh_errors(context, service, audit):
             conn = await context.ssh.connection(service)
             async with conn.start_sftp_client() as sftp:
                 path = await resolve(sftp, fields["remote_path"], auth.ssh_allowed_paths, must_exist=False)
                 size = await upload(sftp, path, chunks(), mode)
-        except PathRefused as exc:
-            raise BadRequest(str(exc)) from None
-        except SshError as exc:
-            audit["error"] = exc.cause
-            raise _SshFailure(exc) from None
-        finally:
-            context.ssh.touch(service.name)
         audit["bytes"] = size
         return json_response({"remote_path": path, "size": size, "mode": f"{mode:04o}"})
     raise BadRequest("file is required")
@@ -131,7 +140,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     context = ctx(request)
     audit = request["audit_extra"] = {"service": service.name, "remote_path": str(body.get("remote_path"))[:200]}
-    try:
+    async with _ssh_errors(context, service, audit):
         conn = await context.ssh.connection(service)
         async with conn.start_sftp_client() as sftp:
             path = await resolve(sftp, body.get("remote_path"), auth.ssh_allowed_paths, must_exist=True)
@@ -150,13 +159,6 @@ async def download_file(request: web.Request) -> web.StreamResponse:
                 if request.transport is not None:
                     request.transport.close()
                 return response
-    except PathRefused as exc:
-        raise BadRequest(str(exc)) from None
-    except SshError as exc:
-        audit["error"] = exc.cause
-        raise _SshFailure(exc) from None
-    finally:
-        context.ssh.touch(service.name)
     audit["bytes"] = sent
     await response.write_eof()
     return response
