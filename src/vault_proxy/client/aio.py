@@ -105,6 +105,10 @@ class AsyncVaultClient:
         """See ``VaultClient.ssh_download``."""
         return await self._send(calls.ssh_download(service, remote_path))
 
+    async def session(self, proto: str, service: str, timeout: int | None = None) -> dict[str, Any]:
+        """See ``VaultClient.session``."""
+        return await self._send(calls.session(proto, service, timeout))
+
     async def unlock(self, password: str) -> dict[str, Any]:
         token = await self._send(calls.unlock(password))
         self.token = token["id"]

@@ -143,6 +143,11 @@ def ssh_download(service: str, remote_path: str) -> Call:
     return Call("POST", f"/ssh/{segment(service)}/download", json={"remote_path": remote_path}, raw=True)
 
 
+def session(proto: str, service: str, timeout: int | None = None) -> Call:
+    params = {"timeout": str(timeout)} if timeout is not None else None
+    return Call("POST", f"/{segment(proto)}/{segment(service)}/session", kwargs={"params": params} if params else {})
+
+
 def unlock(password: str) -> Call:
     return Call("POST", "/auth/unlock", json={"password": password}, auth=False)
 

@@ -125,6 +125,11 @@ class VaultClient:
         """The bytes of ``remote_path`` on an SSH service (≤ 50 MiB)."""
         return self._send(calls.ssh_download(service, remote_path))
 
+    def session(self, proto: str, service: str, timeout: int | None = None) -> dict[str, Any]:
+        """Open an auth-only TCP session (``proto``: redis; imap, smtp, postgres to come): the vault logs in
+        upstream and returns ``{"addr": "127.0.0.1:PORT", "expires_at"}`` for one client connection."""
+        return self._send(calls.session(proto, service, timeout))
+
     def unlock(self, password: str) -> dict[str, Any]:
         """Unlock (or create) the vault; returns the admin Token object and uses its id from now on."""
         token = self._send(calls.unlock(password))

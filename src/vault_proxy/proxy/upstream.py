@@ -34,7 +34,7 @@ class UpstreamClients:
     def __init__(self, policy: AddressPolicy, ca_file: Path | None = None, http_proxy: str | None = None) -> None:
         self.policy = policy
         self.http_proxy = http_proxy
-        self._tls = tls_context(ca_file)
+        self.tls = tls_context(ca_file)
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
 
     def session(self, homelab: bool) -> aiohttp.ClientSession:
@@ -54,11 +54,11 @@ class UpstreamClients:
     def _new_session(self, homelab: bool) -> aiohttp.ClientSession:
         policy = self.policy_for(homelab)
         if self.http_proxy:
-            connector = aiohttp.TCPConnector(limit=0, ssl=False if homelab else self._tls)
+            connector = aiohttp.TCPConnector(limit=0, ssl=False if homelab else self.tls)
         else:
             connector = aiohttp.TCPConnector(
                 limit=0,
-                ssl=False if homelab else self._tls,
+                ssl=False if homelab else self.tls,
                 resolver=GuardedResolver(policy),
                 socket_factory=guarded_socket_factory(policy),
             )

@@ -15,7 +15,7 @@ from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
 from .config import ServerConfig
 from .context import CONTEXT, AppContext
-from .handlers import auth, files, health, oauth, proxy, services, ssh, tokens
+from .handlers import auth, files, health, oauth, proxy, services, sessions, ssh, tokens
 from .middleware import MIDDLEWARES
 
 # The largest body aiohttp itself will buffer: a 5 MiB file plus multipart framing.
@@ -37,7 +37,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=CLIENT_MAX_SIZE)
     context = build_context(config)
     app[CONTEXT] = context
-    for module in (health, auth, oauth, tokens, services, files, proxy, ssh):
+    for module in (health, auth, oauth, tokens, services, files, proxy, ssh, sessions):
         app.add_routes(module.routes())
 
     async def shutdown(_app: web.Application) -> None:

@@ -16,6 +16,7 @@ from ..oauth.manager import TokenManager
 from ..proxy.cookies import CookieJars
 from ..proxy.prepared import PreparedServices
 from ..proxy.upstream import UpstreamClients
+from ..sessions.listener import TcpSessions
 from ..ssh.connections import SshConnections
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore
@@ -34,6 +35,7 @@ class AppContext:
     oauth: TokenManager
     ssh: SshConnections
     injectors: dict[str, Injector]
+    sessions: TcpSessions = field(default_factory=TcpSessions)
     throttle: UnlockThrottle = field(default_factory=UnlockThrottle)
     unlock_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cookie_jars: CookieJars = field(default_factory=CookieJars)
@@ -49,6 +51,7 @@ class AppContext:
         self.prepared.clear()
         await self.oauth.close()
         await self.ssh.close()
+        await self.sessions.close()
         self.consents.clear()
         for hook in self.lock_hooks:
             result = hook()

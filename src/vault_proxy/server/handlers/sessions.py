@@ -1,0 +1,71 @@
+"""``POST /{proto}/{name}/session``: log in upstream, then hand out a one-shot loopback address (SPEC §13)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ...sessions import redis
+from ...sessions.dial import client_tls, dial, start_tls
+from ...sessions.errors import SessionError
+from ...sessions.listener import OneShot
+from ...vault.models import RedisAuth
+from ..bodies import json_response
+from ..context import AppContext, ctx
+from ..errors import ApiError, BadRequest
+from ..routing import endpoint
+from .services import visible_service
+
+DEFAULT_TIMEOUT = 30
+MAX_TIMEOUT = 300
+
+
+class _SessionFailure(ApiError):
+    def __init__(self, error: SessionError) -> None:
+        super().__init__(error.message)
+        self.status = error.status
+
+
+def _timeout(request: web.Request) -> int:
+    text = request.query.get("timeout", str(DEFAULT_TIMEOUT))
+    if not text.isdigit() or not 0 < int(text) <= MAX_TIMEOUT:
+        raise BadRequest(f"timeout must be whole seconds from 1 to {MAX_TIMEOUT}")
+    return int(text)
+
+
+async def _redis_upstream(context: AppContext, auth: RedisAuth, skip_verify: bool):
+    policy = context.upstream.policy.with_lan()
+    stream, _address = await dial("redis", auth.redis_host, auth.redis_port, policy)
+    if auth.redis_tls:
+        stream = await start_tls("redis", stream, auth.redis_host, client_tls(context.upstream.tls, skip_verify))
+    try:
+        await redis.login(stream, auth)
+    except SessionError:
+        stream[1].close()
+        raise
+    return stream
+
+
+@endpoint("redis.session", "proxy")
+async def redis_session(request: web.Request) -> web.Response:
+    service = visible_service(request, request.match_info["name"])
+    if not isinstance(service.auth, RedisAuth):
+        raise BadRequest(f'service "{service.name}" uses {service.auth.type} auth, not redis')
+    timeout = _timeout(request)
+    context = ctx(request)
+    audit = request["audit_extra"] = {"service": service.name}
+    try:
+        upstream = await _redis_upstream(context, service.auth, service.tls_skip_verify)
+    except SessionError as exc:
+        audit["error"] = exc.message
+        raise _SessionFailure(exc) from None
+    session = OneShot("redis", service.name, upstream, redis.local_handshake, timeout, context.audit)
+    addr = await session.open()
+    context.sessions.track(session)
+    expires = datetime.fromtimestamp(session.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return json_response({"addr": addr, "expires_at": expires})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/redis/{name}/session", redis_session)]
