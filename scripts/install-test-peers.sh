@@ -18,6 +18,7 @@ set -euo pipefail
 PEERS=(
     "openssh-server:/usr/sbin/sshd"
     "openssh-client:/usr/bin/ssh-keygen"
+    "redis-server:/usr/bin/redis-server"
 )
 
 missing=()
