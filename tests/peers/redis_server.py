@@ -17,17 +17,15 @@ redis-server runs in the foreground (``daemonize no``) as our child and logs to 
 from __future__ import annotations
 
 import contextlib
-import random
 import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Collection
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import redis
+from process_peer import PortTaken, ProcessPeer, free_port
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -35,24 +33,8 @@ if TYPE_CHECKING:
     import trustme
 
 REDIS_SERVER = "/usr/bin/redis-server"
-PORT_MIN, PORT_MAX = 20000, 32767  # below the ephemeral range (32768-60999)
 START_TIMEOUT = 15.0
 READY_LINE = "Ready to accept connections"
-
-
-def _free_port(exclude: Collection[int] = ()) -> int:
-    """A port in 20000-32767 (not in ``exclude``) that binds on 127.0.0.1 right now."""
-    for _ in range(500):
-        port = random.randint(PORT_MIN, PORT_MAX)
-        if port in exclude:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_MIN}-{PORT_MAX}")
 
 
 def _ping(host: str, port: int) -> bytes:
@@ -71,7 +53,7 @@ def _ping(host: str, port: int) -> bytes:
         return b""
 
 
-class RedisServer:
+class RedisServer(ProcessPeer):
     """``with RedisServer(workdir) as server:`` or ``start()`` / ``stop()``; see the module docstring."""
 
     host = "127.0.0.1"
@@ -112,13 +94,13 @@ class RedisServer:
             self._launch()
             return self
         for attempt in range(5):
-            self.port = _free_port()
+            self.port = free_port()
             if self.tls_ca is not None:
-                self.tls_port = _free_port({self.port})
+                self.tls_port = free_port({self.port})
             try:
                 self._launch()
                 return self
-            except _PortTaken:
+            except PortTaken:
                 if attempt == 4:
                     raise
         return self
@@ -142,19 +124,7 @@ class RedisServer:
         finally:
             proc.wait()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # -- test helpers ---------------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def client(self, db: int = 0) -> redis.Redis:
         """A new redis-py client logged in as the ``default`` user (admin) over plain TCP; replies are bytes.
@@ -185,13 +155,6 @@ class RedisServer:
         if self._admin is None:
             self._admin = self.client()
         return self._admin.client_list()
-
-    def log_text(self) -> str:
-        """Everything redis-server logged (including config errors), across restarts."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -245,12 +208,8 @@ class RedisServer:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 if "Address already in use" in text:
-                    raise _PortTaken(f"port {self.port}/{self.tls_port} is taken: {text.strip()}")
+                    raise PortTaken(f"port {self.port}/{self.tls_port} is taken: {text.strip()}")
                 raise RuntimeError(
                     f"redis-server did not start on port {self.port} in {START_TIMEOUT:.0f} s: {text.strip()}"
                 )
             time.sleep(0.01)
-
-
-class _PortTaken(RuntimeError):
-    pass

@@ -11,33 +11,18 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from process_peer import PortTaken, ProcessPeer, free_port
+
 SSHD = "/usr/sbin/sshd"  # sshd re-execs itself, so it must be started by absolute path
-PORT_MIN, PORT_MAX = 20000, 32767  # below the ephemeral range (32768-60999)
 START_TIMEOUT = 15.0
 KEY_KINDS = {"ed25519": [], "rsa": ["-b", "2048"], "ecdsa": ["-b", "256"]}
-
-
-def _free_port() -> int:
-    """A port in 20000-32767 that binds on 127.0.0.1 right now."""
-    for _ in range(500):
-        port = random.randint(PORT_MIN, PORT_MAX)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_MIN}-{PORT_MAX}")
 
 
 def _keygen(path: Path, kind: str, comment: str, passphrase: str = "", extra: Sequence[str] = ()) -> None:
@@ -76,7 +61,7 @@ def _alive(pid: int) -> bool:
     return text[text.rindex(")") + 2] != "Z"
 
 
-class Sshd:
+class Sshd(ProcessPeer):
     """``with Sshd(workdir) as sshd:`` or ``start()`` / ``stop()``; see the module docstring."""
 
     host = "127.0.0.1"
@@ -125,11 +110,11 @@ class Sshd:
             self._launch()
             return self
         for attempt in range(5):
-            self.port = _free_port()
+            self.port = free_port()
             try:
                 self._launch()
                 return self
-            except _PortTaken:
+            except PortTaken:
                 if attempt == 4:
                     raise
         return self
@@ -159,19 +144,7 @@ class Sshd:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # -- test helpers ---------------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     @property
     def known_hosts_line(self) -> str:
@@ -228,13 +201,6 @@ class Sshd:
             if pid != os.getpid() and pattern in text:
                 found.append(pid)
         return sorted(found)
-
-    def log_text(self) -> str:
-        """Everything sshd logged (``LogLevel VERBOSE``), across restarts."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -295,10 +261,6 @@ class Sshd:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 if "Address already in use" in text:
-                    raise _PortTaken(f"port {self.port} is taken: {text.strip()}")
+                    raise PortTaken(f"port {self.port} is taken: {text.strip()}")
                 raise RuntimeError(f"sshd did not start on port {self.port} in {START_TIMEOUT:.0f} s: {text.strip()}")
             time.sleep(0.01)
-
-
-class _PortTaken(RuntimeError):
-    pass

@@ -116,8 +116,8 @@ def test_start_retries_when_the_port_is_taken(tmp_path: Path, monkeypatch: pytes
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        ports = iter([taken, sshd_peer._free_port()])
-        monkeypatch.setattr(sshd_peer, "_free_port", lambda: next(ports))
+        ports = iter([taken, sshd_peer.free_port()])
+        monkeypatch.setattr(sshd_peer, "free_port", lambda: next(ports))
         with Sshd(tmp_path / "sshd") as peer:
             assert peer.port != taken
             assert "Address already in use" in peer.log_text()
