@@ -31,4 +31,5 @@ def session_command(proto: str, example: str) -> click.Command:
 
 
 redis = session_command("redis", "redis-cli -u redis://$(vault-cli redis cache)/0 PING")
-COMMANDS = (redis,)
+smtp = session_command("smtp", "swaks --server $(vault-cli smtp mail) --to you@example.com")
+COMMANDS = (redis, smtp)
