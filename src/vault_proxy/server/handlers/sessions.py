@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from ...sessions import redis, smtp
-from ...sessions.dial import client_tls, dial, start_tls
+from ...sessions.dial import Stream, client_tls, dial, start_tls
 from ...sessions.errors import SessionError
-from ...sessions.listener import OneShot
-from ...vault.models import RedisAuth, SmtpAuth
+from ...sessions.listener import LocalHandshake, OneShot
+from ...vault.models import RedisAuth, Service, SmtpAuth
 from ..bodies import json_response
 from ..context import AppContext, ctx
 from ..errors import ApiError, BadRequest
@@ -34,70 +35,65 @@ def _timeout(request: web.Request) -> int:
     return int(text)
 
 
-async def _redis_upstream(context: AppContext, auth: RedisAuth, skip_verify: bool):
-    policy = context.upstream.policy.with_lan()
-    stream, _address = await dial("redis", auth.redis_host, auth.redis_port, policy)
-    if auth.redis_tls:
-        stream = await start_tls("redis", stream, auth.redis_host, client_tls(context.upstream.tls, skip_verify))
+async def _open_redis(context: AppContext, service: Service) -> tuple[Stream, LocalHandshake]:
+    auth = service.auth
+    assert isinstance(auth, RedisAuth)
+    stream, _address = await dial("redis", auth.redis_host, auth.redis_port, context.upstream.policy.with_lan())
     try:
+        if auth.redis_tls:
+            tls = client_tls(context.upstream.tls, service.tls_skip_verify)
+            stream = await start_tls("redis", stream, auth.redis_host, tls)
         await redis.login(stream, auth)
     except SessionError:
         stream[1].close()
         raise
-    return stream
+    return stream, redis.local_handshake
 
 
-async def _smtp_upstream(context: AppContext, auth: SmtpAuth, skip_verify: bool):
-    tls = client_tls(context.upstream.tls, skip_verify)
+async def _open_smtp(context: AppContext, service: Service) -> tuple[Stream, LocalHandshake]:
+    auth = service.auth
+    assert isinstance(auth, SmtpAuth)
+    tls = client_tls(context.upstream.tls, service.tls_skip_verify)
     stream, _address = await dial("smtp", auth.smtp_host, auth.smtp_port, context.upstream.policy.with_lan())
     try:
         if auth.smtp_tls == "implicit":
             stream = await start_tls("smtp", stream, auth.smtp_host, tls)
-        return await smtp.login(stream, auth, tls)
+        stream, extensions = await smtp.login(stream, auth, tls)
     except SessionError:
         stream[1].close()
         raise
+    return stream, smtp.local_handshake(extensions)
 
 
-@endpoint("smtp.session", "proxy")
-async def smtp_session(request: web.Request) -> web.Response:
-    service = visible_service(request, request.match_info["name"])
-    if not isinstance(service.auth, SmtpAuth):
-        raise BadRequest(f'service "{service.name}" uses {service.auth.type} auth, not smtp')
-    timeout = _timeout(request)
-    context = ctx(request)
-    audit = request["audit_extra"] = {"service": service.name}
-    try:
-        upstream, extensions = await _smtp_upstream(context, service.auth, service.tls_skip_verify)
-    except SessionError as exc:
-        audit["error"] = exc.message
-        raise _SessionFailure(exc) from None
-    return await _serve(context, "smtp", service.name, upstream, smtp.local_handshake(extensions), timeout)
+Opener = Callable[[AppContext, Service], Awaitable[tuple[Stream, LocalHandshake]]]
+# Each protocol: the auth model its services use and how to dial and log in upstream.
+PROTOCOLS: dict[str, tuple[type, Opener]] = {"redis": (RedisAuth, _open_redis), "smtp": (SmtpAuth, _open_smtp)}
 
 
-async def _serve(context: AppContext, proto: str, name: str, upstream, handshake, timeout: int) -> web.Response:
-    session = OneShot(proto, name, upstream, handshake, timeout, context.audit)
-    addr = await session.open()
-    context.sessions.track(session)
-    expires = datetime.fromtimestamp(session.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return json_response({"addr": addr, "expires_at": expires})
+def _session_endpoint(proto: str):
+    auth_model, opener = PROTOCOLS[proto]
 
+    @endpoint(f"{proto}.session", "proxy")
+    async def open_session(request: web.Request) -> web.Response:
+        service = visible_service(request, request.match_info["name"])
+        if not isinstance(service.auth, auth_model):
+            raise BadRequest(f'service "{service.name}" uses {service.auth.type} auth, not {proto}')
+        timeout = _timeout(request)
+        context = ctx(request)
+        audit = request["audit_extra"] = {"service": service.name}
+        try:
+            upstream, handshake = await opener(context, service)
+        except SessionError as exc:
+            audit["error"] = exc.message
+            raise _SessionFailure(exc) from None
+        session = OneShot(proto, service.name, upstream, handshake, timeout, context.audit)
+        addr = await session.open()
+        context.sessions.track(session)
+        expires = datetime.fromtimestamp(session.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return json_response({"addr": addr, "expires_at": expires})
 
-@endpoint("redis.session", "proxy")
-async def redis_session(request: web.Request) -> web.Response:
-    service = visible_service(request, request.match_info["name"])
-    if not isinstance(service.auth, RedisAuth):
-        raise BadRequest(f'service "{service.name}" uses {service.auth.type} auth, not redis')
-    timeout = _timeout(request)
-    context = ctx(request)
-    audit = request["audit_extra"] = {"service": service.name}
-    try:
-        upstream = await _redis_upstream(context, service.auth, service.tls_skip_verify)
-    except SessionError as exc:
-        audit["error"] = exc.message
-        raise _SessionFailure(exc) from None
-    return await _serve(context, "redis", service.name, upstream, redis.local_handshake, timeout)
+    return open_session
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.post("/redis/{name}/session", redis_session), web.post("/smtp/{name}/session", smtp_session)]
+    return [web.post(f"/{proto}/{{name}}/session", _session_endpoint(proto)) for proto in PROTOCOLS]
