@@ -126,7 +126,7 @@ class VaultClient:
         return self._send(calls.ssh_download(service, remote_path))
 
     def session(self, proto: str, service: str, timeout: int | None = None) -> dict[str, Any]:
-        """Open an auth-only TCP session (``proto``: redis; imap, smtp, postgres to come): the vault logs in
+        """Open an auth-only TCP session (``proto``: imap, smtp, redis or postgres): the vault logs in
         upstream and returns ``{"addr": "127.0.0.1:PORT", "expires_at"}`` for one client connection."""
         return self._send(calls.session(proto, service, timeout))
 

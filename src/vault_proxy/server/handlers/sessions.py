@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from ...sessions import redis, smtp
+from ...sessions import imap, postgres, redis, smtp
 from ...sessions.dial import Stream, client_tls, dial, start_tls
 from ...sessions.errors import SessionError
 from ...sessions.listener import LocalHandshake, OneShot
-from ...vault.models import RedisAuth, Service, SmtpAuth
+from ...vault.models import ImapAuth, PostgresAuth, RedisAuth, Service, SmtpAuth
 from ..bodies import json_response
 from ..context import AppContext, ctx
 from ..errors import ApiError, BadRequest
@@ -35,43 +37,65 @@ def _timeout(request: web.Request) -> int:
     return int(text)
 
 
-async def _open_redis(context: AppContext, service: Service) -> tuple[Stream, LocalHandshake]:
-    auth = service.auth
-    assert isinstance(auth, RedisAuth)
-    stream, _address = await dial("redis", auth.redis_host, auth.redis_port, context.upstream.policy.with_lan())
-    try:
-        if auth.redis_tls:
-            tls = client_tls(context.upstream.tls, service.tls_skip_verify)
-            stream = await start_tls("redis", stream, auth.redis_host, tls)
-        await redis.login(stream, auth)
-    except SessionError:
-        stream[1].close()
-        raise
+# Each login gets the dialled stream, the service's auth and the TLS context; it does any implicit TLS
+# itself and returns the logged-in stream with the local side for the client.
+Login = Callable[[Stream, Any, ssl.SSLContext], Awaitable[tuple[Stream, LocalHandshake]]]
+
+
+class Protocol(NamedTuple):
+    auth_model: type
+    address: Callable[[Any], tuple[str, int]]
+    login: Login
+
+
+async def _redis_login(stream: Stream, auth: RedisAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+    if auth.redis_tls:
+        stream = await start_tls("redis", stream, auth.redis_host, tls)
+    await redis.login(stream, auth)
     return stream, redis.local_handshake
 
 
-async def _open_smtp(context: AppContext, service: Service) -> tuple[Stream, LocalHandshake]:
-    auth = service.auth
-    assert isinstance(auth, SmtpAuth)
-    tls = client_tls(context.upstream.tls, service.tls_skip_verify)
-    stream, _address = await dial("smtp", auth.smtp_host, auth.smtp_port, context.upstream.policy.with_lan())
-    try:
-        if auth.smtp_tls == "implicit":
-            stream = await start_tls("smtp", stream, auth.smtp_host, tls)
-        stream, extensions = await smtp.login(stream, auth, tls)
-    except SessionError:
-        stream[1].close()
-        raise
+async def _smtp_login(stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+    if auth.smtp_tls == "implicit":
+        stream = await start_tls("smtp", stream, auth.smtp_host, tls)
+    stream, extensions = await smtp.login(stream, auth, tls)
     return stream, smtp.local_handshake(extensions)
 
 
-Opener = Callable[[AppContext, Service], Awaitable[tuple[Stream, LocalHandshake]]]
-# Each protocol: the auth model its services use and how to dial and log in upstream.
-PROTOCOLS: dict[str, tuple[type, Opener]] = {"redis": (RedisAuth, _open_redis), "smtp": (SmtpAuth, _open_smtp)}
+async def _imap_login(stream: Stream, auth: ImapAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+    if auth.imap_tls == "implicit":
+        stream = await start_tls("imap", stream, auth.imap_host, tls)
+    stream, capabilities = await imap.login(stream, auth, tls)
+    return stream, imap.local_handshake(capabilities)
+
+
+async def _postgres_login(stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+    stream, state = await postgres.login(stream, auth, tls)
+    return stream, postgres.local_handshake(state)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "imap": Protocol(ImapAuth, lambda a: (a.imap_host, a.imap_port), _imap_login),
+    "smtp": Protocol(SmtpAuth, lambda a: (a.smtp_host, a.smtp_port), _smtp_login),
+    "redis": Protocol(RedisAuth, lambda a: (a.redis_host, a.redis_port), _redis_login),
+    "postgres": Protocol(PostgresAuth, lambda a: (a.postgres_host, a.postgres_port), _postgres_login),
+}
+
+
+async def _open(context: AppContext, proto: str, service: Service) -> tuple[Stream, LocalHandshake]:
+    """Dial (address policy with private ranges allowed) and log in upstream; raises SessionError."""
+    spec = PROTOCOLS[proto]
+    host, port = spec.address(service.auth)
+    stream, _address = await dial(proto, host, port, context.upstream.policy.with_lan())
+    try:
+        return await spec.login(stream, service.auth, client_tls(context.upstream.tls, service.tls_skip_verify))
+    except SessionError:
+        stream[1].close()
+        raise
 
 
 def _session_endpoint(proto: str):
-    auth_model, opener = PROTOCOLS[proto]
+    auth_model = PROTOCOLS[proto].auth_model
 
     @endpoint(f"{proto}.session", "proxy")
     async def open_session(request: web.Request) -> web.Response:
@@ -82,7 +106,7 @@ def _session_endpoint(proto: str):
         context = ctx(request)
         audit = request["audit_extra"] = {"service": service.name}
         try:
-            upstream, handshake = await opener(context, service)
+            upstream, handshake = await _open(context, proto, service)
         except SessionError as exc:
             audit["error"] = exc.message
             raise _SessionFailure(exc) from None
