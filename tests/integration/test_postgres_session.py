@@ -13,6 +13,8 @@ import pytest
 from helpers import unique
 from postgres_server import PostgresServer
 
+from vault_proxy import AsyncVaultClient, VaultClient, VaultError
+
 
 @pytest.fixture(scope="module")
 def pg(upstream) -> PostgresServer:
@@ -154,3 +156,19 @@ def test_cli_prints_the_address(proxy_env, pg):
     host, port = done.stdout.strip().rsplit(":", 1)
     with psycopg.connect(host=host, port=int(port), user="x", dbname="y", connect_timeout=10) as conn:
         assert conn.execute("select current_user").fetchone() == (pg.user,)
+
+
+async def test_sdk_sessions_sync_and_async(proxy_env, pg):
+    name = _service(proxy_env, pg, "require")
+    with VaultClient(proxy_env.server.addr, token=proxy_env.token()) as client:
+        opened = client.session("postgres", name, timeout=20)
+        with pytest.raises(VaultError) as wrong_kind:
+            client.session("redis", name)
+        assert wrong_kind.value.status_code == 400 and "not redis" in str(wrong_kind.value)
+    async with AsyncVaultClient(proxy_env.server.addr, token=proxy_env.token()) as client:
+        opened_async = await client.session("postgres", name)
+    for addr in (opened["addr"], opened_async["addr"]):
+        host, port = addr.rsplit(":", 1)
+        async with await psycopg.AsyncConnection.connect(host=host, port=int(port), user="x", dbname="y") as conn:
+            cursor = await conn.execute("select current_user")
+            assert await cursor.fetchone() == (pg.user,)
