@@ -197,6 +197,17 @@ def test_cli_module_import_is_light() -> None:
     assert "httpx" not in loaded
 
 
+def test_cli_client_does_not_import_httpx() -> None:
+    """The CLI's own calls go through the standard library: httpx alone costs ~90 ms of start-up."""
+    loaded = _loaded_after(
+        "import vault_proxy.cli.main\n"
+        "from vault_proxy.client.lite import LiteClient\n"
+        "from vault_proxy import VaultError\n"
+        "try:\n    LiteClient('http://127.0.0.1:9').health()\nexcept VaultError:\n    pass"
+    )
+    assert "httpx" not in loaded and _heavy(loaded) == []
+
+
 def test_unknown_attribute() -> None:
     result = run_python("import vault_proxy; vault_proxy.nope")
     assert result.returncode == 1

@@ -17,7 +17,7 @@ import click
 from vault_proxy.client.errors import VaultConnectionError, VaultError
 
 if TYPE_CHECKING:
-    from vault_proxy.client.sync import VaultClient
+    from vault_proxy.client.lite import LiteClient
 
 START_HINT = "is it running? start it with 'vault-server' or 'make run'"
 UNLOCK_HINT = "run 'vault-cli unlock'"
@@ -30,14 +30,17 @@ class App:
     def __init__(self, addr: str | None = None, allow_insecure: bool = False) -> None:
         self.addr = addr
         self.allow_insecure = allow_insecure
-        self._client: VaultClient | None = None
+        self._client: LiteClient | None = None
 
-    def client(self, timeout: float | None = 60.0) -> VaultClient:
-        """The SDK client for this invocation (address and token resolved the SDK's way)."""
+    def client(self, timeout: float | None = 60.0) -> LiteClient:
+        """The SDK client for this invocation (address and token resolved the SDK's way).
+
+        A standard-library client, so commands start fast; ``.full()`` gives the httpx one (proxy).
+        """
         if self._client is None:
-            from vault_proxy.client.sync import VaultClient
+            from vault_proxy.client.lite import LiteClient
 
-            self._client = VaultClient(self.addr, timeout=timeout, allow_insecure=self.allow_insecure)
+            self._client = LiteClient(self.addr, timeout=timeout, allow_insecure=self.allow_insecure)
             click.get_current_context().find_root().call_on_close(self._client.close)
         return self._client
 
@@ -105,7 +108,9 @@ def note(message: str) -> None:
 
 
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    from vault_proxy.client.models import to_jsonable
+
+    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -65,7 +65,7 @@ def proxy(
         has_type = any(k.lower() == "content-type" for k in request_headers)
         if not has_type and looks_like_json(content):
             request_headers["Content-Type"] = "application/json"
-    client = app.client(timeout=timeout)
+    client = app.client(timeout=timeout).full()  # httpx: streams the body as it arrives
     stdout = click.get_binary_stream("stdout")
     with client.open_proxy(service, method, path, content=content, headers=request_headers) as response:
         if include:

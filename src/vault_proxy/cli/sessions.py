@@ -32,6 +32,6 @@ def session_command(proto: str, example: str) -> click.Command:
 
 redis = session_command("redis", "redis-cli -u redis://$(vault-cli redis cache)/0 PING")
 smtp = session_command("smtp", "swaks --server $(vault-cli smtp mail) --to you@example.com")
-imap = session_command("imap", 'python -c \'import imaplib; imaplib.IMAP4("127.0.0.1", PORT).login("x", "x")\'')
+imap = session_command("imap", 'curl -u any:any "imap://$(vault-cli imap mail)/INBOX?ALL"')
 postgres = session_command("postgres", 'psql "host=127.0.0.1 port=$(vault-cli postgres db | cut -d: -f2) user=any"')
 COMMANDS = (imap, smtp, redis, postgres)

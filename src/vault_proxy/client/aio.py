@@ -13,6 +13,7 @@ import httpx
 
 from vault_proxy.client import calls
 from vault_proxy.client.errors import VaultError
+from vault_proxy.client.models import ExecResult, FileInfo, ServiceInfo, Session, TokenInfo
 from vault_proxy.client.transport import DEFAULT_TIMEOUT, ClientConfig, mapped_transport_errors
 
 
@@ -93,7 +94,7 @@ class AsyncVaultClient:
         return await self._send(calls.oauth2_authorize(client_secret_file, service_name, base_url, scopes,
                                                        redirect_uri, overwrite))  # fmt: skip
 
-    async def ssh_exec(self, service: str, command: str, timeout: float | None = None) -> dict[str, Any]:
+    async def ssh_exec(self, service: str, command: str, timeout: float | None = None) -> ExecResult:
         """See ``VaultClient.ssh_exec``."""
         return await self._send(calls.ssh_exec(service, command, timeout))
 
@@ -105,11 +106,11 @@ class AsyncVaultClient:
         """See ``VaultClient.ssh_download``."""
         return await self._send(calls.ssh_download(service, remote_path))
 
-    async def session(self, proto: str, service: str, timeout: int | None = None) -> dict[str, Any]:
+    async def session(self, proto: str, service: str, timeout: int | None = None) -> Session:
         """See ``VaultClient.session``."""
         return await self._send(calls.session(proto, service, timeout))
 
-    async def unlock(self, password: str) -> dict[str, Any]:
+    async def unlock(self, password: str) -> TokenInfo:
         token = await self._send(calls.unlock(password))
         self.token = token["id"]
         return token
@@ -122,16 +123,16 @@ class AsyncVaultClient:
     async def change_password(self, current: str, new: str) -> dict[str, Any]:
         return await self._send(calls.change_password(current, new))
 
-    async def list_services(self) -> list[dict[str, Any]]:
+    async def list_services(self) -> list[ServiceInfo]:
         return await self._send(calls.list_services())
 
-    async def get_service(self, name: str) -> dict[str, Any]:
+    async def get_service(self, name: str) -> ServiceInfo:
         return await self._send(calls.get_service(name))
 
-    async def add_service(self, service: Mapping[str, Any]) -> dict[str, Any]:
+    async def add_service(self, service: Mapping[str, Any]) -> ServiceInfo:
         return await self._send(calls.add_service(service))
 
-    async def update_service(self, name: str, service: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_service(self, name: str, service: Mapping[str, Any]) -> ServiceInfo:
         return await self._send(calls.update_service(name, service))
 
     async def remove_service(self, name: str) -> dict[str, Any]:
@@ -143,19 +144,19 @@ class AsyncVaultClient:
         services: list[str] | None = None,
         ttl: str | int | float | timedelta | None = None,
         name: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TokenInfo:
         return await self._send(calls.create_token(scope, services, ttl, name))
 
-    async def list_tokens(self) -> list[dict[str, Any]]:
+    async def list_tokens(self) -> list[TokenInfo]:
         return await self._send(calls.list_tokens())
 
     async def revoke_token(self, id_or_prefix: str) -> dict[str, Any]:
         return await self._send(calls.revoke_token(id_or_prefix))
 
-    async def upload_file(self, name: str, data: bytes, mime_type: str | None = None) -> dict[str, Any]:
+    async def upload_file(self, name: str, data: bytes, mime_type: str | None = None) -> FileInfo:
         return await self._send(calls.upload_file(name, data, mime_type))
 
-    async def list_files(self) -> list[dict[str, Any]]:
+    async def list_files(self) -> list[FileInfo]:
         return await self._send(calls.list_files())
 
     async def get_file(self, name: str) -> bytes:

@@ -6,14 +6,16 @@ result or a :class:`VaultError`. No I/O happens here, so one table serves both c
 
 from __future__ import annotations
 
+import json as jsonlib
 import mimetypes
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from vault_proxy.client.errors import VaultError
+from vault_proxy.client.models import ExecResult, FileInfo, ServiceInfo, Session, TokenInfo
 
 if TYPE_CHECKING:
     import httpx
@@ -32,6 +34,7 @@ class Call:
     data: Mapping[str, str] | None = None
     auth: bool = True  # send the caller's token
     raw: bool = False  # result is the body bytes, not JSON
+    result: Callable[[Any], Any] | None = None  # JSON object -> typed result (applied to each item of a list)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def request_kwargs(self) -> dict[str, Any]:
@@ -53,18 +56,23 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def error_message(response: httpx.Response) -> str:
+def message_from_body(status: int, reason: str, content: bytes) -> str:
     """The ``error`` field of a vault error body, or a short fallback."""
     try:
-        body = response.json()
+        body = jsonlib.loads(content)
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return body["error"]
-    text = response.text.strip()
+    text = content.decode("utf-8", "replace").strip()
     if text and len(text) <= 200 and "\n" not in text:
         return text
-    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return f"HTTP {status} {reason}".strip()
+
+
+def error_message(response: httpx.Response) -> str:
+    """The ``error`` field of a vault error body (already read), or a short fallback."""
+    return message_from_body(response.status_code, response.reason_phrase, response.content)
 
 
 def raise_for_status(response: httpx.Response) -> None:
@@ -79,13 +87,24 @@ def is_vault_error(response: httpx.Response) -> bool:
 
 
 def decode(call: Call, response: httpx.Response) -> Any:
-    """The result of ``call``: JSON (or bytes for raw calls); raises on vault errors."""
-    raise_for_status(response)
+    """The result of ``call``: typed JSON (or bytes for raw calls); raises on vault errors."""
+    return decode_body(call, response.status_code, response.reason_phrase, response.content)
+
+
+def decode_body(call: Call, status: int, reason: str, content: bytes) -> Any:
+    """:func:`decode` for any HTTP client: status line parts and the whole body."""
+    if not 200 <= status < 300:
+        raise VaultError(status, message_from_body(status, reason, content))
     if call.raw:
-        return response.content
-    if not response.content:
+        return content
+    if not content:
         return None
-    return response.json()
+    data = jsonlib.loads(content)
+    if call.result is None:
+        return data
+    if isinstance(data, list):
+        return [call.result(item) for item in data]
+    return call.result(data)
 
 
 def format_ttl(ttl: str | int | float | timedelta) -> str:
@@ -129,7 +148,7 @@ def ssh_exec(service: str, command: str, timeout: float | None = None) -> Call:
     body: dict[str, Any] = {"command": command}
     if timeout is not None:
         body["timeout"] = timeout
-    return Call("POST", f"/ssh/{segment(service)}/exec", json=body)
+    return Call("POST", f"/ssh/{segment(service)}/exec", json=body, result=ExecResult.from_json)
 
 
 def ssh_upload(service: str, content: Any, remote_path: str, mode: str = "0644") -> Call:
@@ -145,11 +164,12 @@ def ssh_download(service: str, remote_path: str) -> Call:
 
 def session(proto: str, service: str, timeout: int | None = None) -> Call:
     params = {"timeout": str(timeout)} if timeout is not None else None
-    return Call("POST", f"/{segment(proto)}/{segment(service)}/session", kwargs={"params": params} if params else {})
+    return Call("POST", f"/{segment(proto)}/{segment(service)}/session", result=Session.from_json,
+                kwargs={"params": params} if params else {})  # fmt: skip
 
 
 def unlock(password: str) -> Call:
-    return Call("POST", "/auth/unlock", json={"password": password}, auth=False)
+    return Call("POST", "/auth/unlock", json={"password": password}, auth=False, result=TokenInfo.from_json)
 
 
 def lock() -> Call:
@@ -164,19 +184,19 @@ def change_password(current: str, new: str) -> Call:
 
 
 def list_services() -> Call:
-    return Call("GET", "/services")
+    return Call("GET", "/services", result=ServiceInfo.from_json)
 
 
 def get_service(name: str) -> Call:
-    return Call("GET", f"/services/{segment(name)}")
+    return Call("GET", f"/services/{segment(name)}", result=ServiceInfo.from_json)
 
 
 def add_service(service: Mapping[str, Any]) -> Call:
-    return Call("POST", "/services", json=dict(service))
+    return Call("POST", "/services", json=dict(service), result=ServiceInfo.from_json)
 
 
 def update_service(name: str, service: Mapping[str, Any]) -> Call:
-    return Call("PUT", f"/services/{segment(name)}", json=dict(service))
+    return Call("PUT", f"/services/{segment(name)}", json=dict(service), result=ServiceInfo.from_json)
 
 
 def remove_service(name: str) -> Call:
@@ -199,11 +219,11 @@ def create_token(
         body["ttl"] = format_ttl(ttl)
     if name:
         body["name"] = name
-    return Call("POST", "/tokens", json=body)
+    return Call("POST", "/tokens", json=body, result=TokenInfo.from_json)
 
 
 def list_tokens() -> Call:
-    return Call("GET", "/tokens")
+    return Call("GET", "/tokens", result=TokenInfo.from_json)
 
 
 def revoke_token(id_or_prefix: str) -> Call:
@@ -221,11 +241,12 @@ def upload_file(name: str, data: bytes, mime_type: str | None = None) -> Call:
         "/files",
         data={"name": name},
         files={"file": (name, bytes(data), mime_type)},
+        result=FileInfo.from_json,
     )
 
 
 def list_files() -> Call:
-    return Call("GET", "/files")
+    return Call("GET", "/files", result=FileInfo.from_json)
 
 
 def get_file(name: str) -> Call:
