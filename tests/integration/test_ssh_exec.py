@@ -193,7 +193,8 @@ def test_upload_download_round_trip_20_mb_with_mode(proxy_env, sshd, tmp_path):
     data = os.urandom(20 * MIB)
     resp = _upload(proxy_env, name, f"{remote_dir}/blob.bin", data, "0640")
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"remote_path": f"{remote_dir}/blob.bin", "size": len(data), "mode": "0640"}
+    assert resp.json() == {"ok": True, "bytes": len(data), "remote_path": f"{remote_dir}/blob.bin", "size": len(data),
+                           "mode": "0640"}  # fmt: skip
     assert (remote_dir / "blob.bin").stat().st_mode & 0o7777 == 0o640
     assert hashlib.sha256((remote_dir / "blob.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
     back = _download(proxy_env, name, f"{remote_dir}/blob.bin")

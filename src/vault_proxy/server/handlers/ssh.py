@@ -129,7 +129,8 @@ async def upload_file(request: web.Request) -> web.Response:
                 path = await resolve(sftp, fields["remote_path"], auth.ssh_allowed_paths, must_exist=False)
                 size = await upload(sftp, path, chunks(), mode)
         audit["bytes"] = size
-        return json_response({"remote_path": path, "size": size, "mode": f"{mode:04o}"})
+        # ``ok`` and ``bytes`` are what the Go tool's clients read; ``size`` and ``mode`` are ours.
+        return json_response({"ok": True, "bytes": size, "remote_path": path, "size": size, "mode": f"{mode:04o}"})
     raise BadRequest("file is required")
 
 
