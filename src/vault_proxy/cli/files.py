@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from vault_proxy.cli.common import App, fail, note, pass_app, print_json, print_table
+from vault_proxy.cli.completion import complete_file
 
 
 @click.group()
@@ -22,7 +23,7 @@ def file() -> None:
 
 
 @file.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_file)
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.option("--mime-type", default=None, help="Content type (guessed from NAME when omitted).")
 @pass_app
@@ -57,7 +58,7 @@ def list_(app: App, as_json: bool) -> None:
 
 
 @file.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_file)
 @click.argument("out", metavar="[OUT|-]", required=False)
 @pass_app
 def download(app: App, name: str, out: str | None) -> None:
@@ -92,7 +93,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 @file.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_file)
 @pass_app
 def delete(app: App, name: str) -> None:
     """Delete a stored file (refused while a service uses it).

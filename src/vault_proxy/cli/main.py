@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vault_proxy.cli import auth, files, oauth, proxy, services, sessions, ssh, tokens
+from vault_proxy.cli import auth, completion, files, oauth, proxy, services, sessions, ssh, tokens
 from vault_proxy.cli.common import App, VaultGroup
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -53,6 +53,7 @@ for command in (
     ssh.ssh_upload,
     ssh.ssh_download,
     *sessions.COMMANDS,
+    completion.completion,
 ):
     cli.add_command(command)
 

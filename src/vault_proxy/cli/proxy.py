@@ -8,6 +8,7 @@ import sys
 import click
 
 from vault_proxy.cli.common import App, fail, note, pass_app
+from vault_proxy.cli.completion import complete_service
 
 
 def parse_headers(values: tuple[str, ...]) -> dict[str, str]:
@@ -30,7 +31,7 @@ def looks_like_json(body: bytes) -> bool:
 
 
 @click.command()
-@click.argument("service")
+@click.argument("service", shell_complete=complete_service)
 @click.argument("method")
 @click.argument("path")
 @click.argument("body", metavar="[BODY|-]", required=False)

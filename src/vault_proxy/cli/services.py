@@ -7,6 +7,7 @@ import json
 import click
 
 from vault_proxy.cli.common import App, fail, pass_app, print_json, print_table, read_stdin_text
+from vault_proxy.cli.completion import complete_service
 
 
 @click.group()
@@ -69,7 +70,7 @@ def add(app: App, service_json: str | None) -> None:
 
 
 @service.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @pass_app
 def show(app: App, name: str) -> None:
     """Show a service (never its secrets).
@@ -82,7 +83,7 @@ def show(app: App, name: str) -> None:
 
 
 @service.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_service)
 @pass_app
 def remove(app: App, name: str) -> None:
     """Delete a service.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vault_proxy.cli.common import App, pass_app
+from vault_proxy.cli.completion import complete_service
 
 
 def session_command(proto: str, example: str) -> click.Command:
@@ -21,7 +22,7 @@ def session_command(proto: str, example: str) -> click.Command:
       {example}
     """,
     )
-    @click.argument("service")
+    @click.argument("service", shell_complete=complete_service)
     @click.option("--timeout", type=click.IntRange(1, 300), default=None, help="Seconds to wait for the client (30).")
     @pass_app
     def command(app: App, service: str, timeout: int | None) -> None:

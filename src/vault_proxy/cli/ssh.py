@@ -8,10 +8,11 @@ from pathlib import Path, PurePosixPath
 import click
 
 from vault_proxy.cli.common import App, pass_app
+from vault_proxy.cli.completion import complete_service
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.argument("service")
+@click.argument("service", shell_complete=complete_service)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--timeout", type=float, default=None, help="Seconds before the remote command is killed (30, max 300).")
 @pass_app
@@ -41,7 +42,7 @@ def ssh(app: App, service: str, command: tuple[str, ...], timeout: float | None)
 
 
 @click.command("ssh-upload")
-@click.argument("service")
+@click.argument("service", shell_complete=complete_service)
 @click.argument("local", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.argument("remote")
 @click.option("--mode", default="0644", show_default=True, help="Octal permissions of the remote file.")
@@ -59,7 +60,7 @@ def ssh_upload(app: App, service: str, local: Path, remote: str, mode: str) -> N
 
 
 @click.command("ssh-download")
-@click.argument("service")
+@click.argument("service", shell_complete=complete_service)
 @click.argument("remote")
 @click.argument("local", metavar="[LOCAL|-]", required=False)
 @pass_app
