@@ -106,7 +106,9 @@ def test_service_add_rejects_non_object(tmp_path: Path) -> None:
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [prefix]
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
         if isinstance(command, click.Group):
             found += _all_commands(command, (*prefix, name))
         else:

@@ -111,6 +111,3 @@ def passwd(app: App, password_stdin: bool) -> None:
         new = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat new password")
     app.client().change_password(current, new)
     click.echo("Password changed.")
-
-
-COMMANDS = (health, unlock, lock, passwd)

@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from vault_proxy.cli import auth, completion, files, oauth, proxy, services, sessions, ssh, tokens
 from vault_proxy.cli.common import App, VaultGroup
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Command name -> "module:attribute". A command's module is imported only when that command runs (or
+# for --help and completion), so an agent calling ``vault-cli health`` in a loop does not pay for all.
+COMMANDS = {
+    "health": "auth:health",
+    "unlock": "auth:unlock",
+    "lock": "auth:lock",
+    "passwd": "auth:passwd",
+    "service": "services:service",
+    "file": "files:file",
+    "token": "tokens:token",
+    "proxy": "proxy:proxy",
+    "oauth2": "oauth:oauth2",
+    "ssh": "ssh:ssh",
+    "ssh-upload": "ssh:ssh_upload",
+    "ssh-download": "ssh:ssh_download",
+    "imap": "sessions:imap",
+    "smtp": "sessions:smtp",
+    "redis": "sessions:redis",
+    "postgres": "sessions:postgres",
+    "completion": "completion:completion",
+}
 
-@click.group(cls=VaultGroup, context_settings=CONTEXT_SETTINGS)
+
+class LazyGroup(VaultGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(f"vault_proxy.cli.{module}"), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--addr",
     metavar="ADDR",
@@ -40,22 +75,6 @@ def cli(ctx: click.Context, addr: str | None, allow_insecure: bool) -> None:
       vault-cli proxy openai GET /v1/models
     """
     ctx.obj = App(addr=addr, allow_insecure=allow_insecure)
-
-
-for command in (
-    *auth.COMMANDS,
-    services.service,
-    files.file,
-    tokens.token,
-    proxy.proxy,
-    oauth.oauth2,
-    ssh.ssh,
-    ssh.ssh_upload,
-    ssh.ssh_download,
-    *sessions.COMMANDS,
-    completion.completion,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -35,4 +35,3 @@ redis = session_command("redis", "redis-cli -u redis://$(vault-cli redis cache)/
 smtp = session_command("smtp", "swaks --server $(vault-cli smtp mail) --to you@example.com")
 imap = session_command("imap", 'curl -u any:any "imap://$(vault-cli imap mail)/INBOX?ALL"')
 postgres = session_command("postgres", 'psql "host=127.0.0.1 port=$(vault-cli postgres db | cut -d: -f2) user=any"')
-COMMANDS = (imap, smtp, redis, postgres)

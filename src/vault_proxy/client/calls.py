@@ -7,7 +7,6 @@ result or a :class:`VaultError`. No I/O happens here, so one table serves both c
 from __future__ import annotations
 
 import json as jsonlib
-import mimetypes
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -235,6 +234,8 @@ def revoke_token(id_or_prefix: str) -> Call:
 
 def upload_file(name: str, data: bytes, mime_type: str | None = None) -> Call:
     if mime_type is None:
+        import mimetypes  # only uploads need it; keeps the CLI's start-up short
+
         mime_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Call(
         "POST",
