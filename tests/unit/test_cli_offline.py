@@ -254,3 +254,18 @@ def test_async_client_builds_without_network() -> None:
             return repr(client)
 
     assert asyncio.run(build()) == "AsyncVaultClient(addr='unix:/nonexistent/vault.sock')"
+
+
+def test_every_public_sdk_method_is_documented() -> None:
+    import inspect
+
+    from vault_proxy import AsyncVaultClient, VaultClient
+    from vault_proxy.client.lite import LiteClient
+
+    missing = []
+    for cls in (VaultClient, AsyncVaultClient, LiteClient):
+        for name, member in inspect.getmembers(cls):
+            target = member.fget if isinstance(member, property) else member
+            if not name.startswith("_") and callable(target) and not (target.__doc__ or "").strip():
+                missing.append(f"{cls.__name__}.{name}")
+    assert missing == []

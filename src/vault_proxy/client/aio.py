@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from vault_proxy.client import calls
+from vault_proxy.client.api import SyncApi
 from vault_proxy.client.errors import VaultError
 from vault_proxy.client.models import ExecResult, FileInfo, ServiceInfo, Session, TokenInfo
 from vault_proxy.client.transport import DEFAULT_TIMEOUT, ClientConfig, mapped_transport_errors
@@ -37,10 +38,12 @@ class AsyncVaultClient:
 
     @property
     def addr(self) -> str:
+        """The vault address in use (for messages)."""
         return self._config.address.display
 
     @property
     def token(self) -> str | None:
+        """The token sent with each request (set by :meth:`unlock`, cleared by :meth:`lock`)."""
         return self._config.token
 
     @token.setter
@@ -48,6 +51,7 @@ class AsyncVaultClient:
         self._config.token = value
 
     async def aclose(self) -> None:
+        """Close the underlying connections."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncVaultClient:
@@ -202,3 +206,9 @@ class AsyncVaultClient:
             with mapped_transport_errors(self._config.address):
                 async for chunk in response.aiter_bytes():
                     yield chunk
+
+
+# The awaitable twins document themselves as their blocking originals do.
+for _name, _method in vars(AsyncVaultClient).items():
+    if callable(_method) and not _method.__doc__ and hasattr(SyncApi, _name):
+        _method.__doc__ = getattr(SyncApi, _name).__doc__

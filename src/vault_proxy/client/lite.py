@@ -69,6 +69,7 @@ class LiteClient(SyncApi):
 
     @property
     def addr(self) -> str:
+        """The vault address in use (for messages)."""
         return self._address.display
 
     def __repr__(self) -> str:  # never shows the token
@@ -81,6 +82,7 @@ class LiteClient(SyncApi):
         self.close()
 
     def close(self) -> None:
+        """Close the kept-alive connection (and the full client, if one was made)."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None
