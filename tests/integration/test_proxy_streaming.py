@@ -183,6 +183,51 @@ def test_body_over_default_cap_is_413(proxy_env):
     assert statuses.count(413) == 2
 
 
+def test_chunked_body_over_cap_after_the_upstream_answered_is_cut_not_complete(proxy_env):
+    """The upstream starts its answer before reading the body; the cap hits later: the caller must see a
+    broken response (or a 413), never a complete-looking 200."""
+    name, _ = proxy_env.bearer(max_request_mb=1)
+
+    def chunked(total: int):
+        for _ in range(total // (64 * 1024)):
+            yield b"q" * (64 * 1024)
+            time.sleep(0.002)
+
+    try:
+        resp = proxy_env.call("POST", name, "/answer-early", content=chunked(3 * MIB))
+    except httpx.HTTPError:
+        resp = None  # the connection was cut mid-answer: what we want
+    if resp is not None:
+        assert resp.status_code == 413 or "body bytes" not in resp.text, resp.text
+    time.sleep(0.3)
+    line = proxy_env.proxy_audit(name)[-1]
+    assert line["status"] == 413 or "request body over 1 MiB" in line.get("error", "")
+
+
+def test_abandoned_stream_ends_the_upstream_request(proxy_env):
+    """An agent that stops reading an LLM stream must not leave the upstream generating: the vault ends
+    the upstream request within about a second of the caller going away."""
+    name, _ = proxy_env.bearer()
+    marker = unique("hang")
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "GET", proxy_env.url(name, f"/hang?m={marker}"), headers={"Authorization": f"Bearer {proxy_env.token()}"}
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        next(resp.iter_bytes())
+        left = time.monotonic()
+    deadline = time.monotonic() + 10
+    while marker not in proxy_env.upstream.hang_gone and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker in proxy_env.upstream.hang_gone, "the upstream request stayed open after the caller left"
+    assert proxy_env.upstream.hang_gone[marker] - left < 3.0
+    time.sleep(0.2)
+    line = proxy_env.proxy_audit(name)[-1]
+    assert line.get("error") == "caller went away while waiting for the upstream"
+
+
 def test_per_service_cap_overrides_default(proxy_env):
     small, _ = proxy_env.bearer(max_request_mb=1)
     assert_error(proxy_env.call("POST", small, "/upload", content=b"x" * (MIB + 10)), 413)

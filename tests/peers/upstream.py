@@ -21,6 +21,9 @@ so a service ``base_url`` can carry a path or a URL token):
 ``/upload``                reads the body as a stream; returns its length and sha256.
 ``/hop``                   hop-by-hop, Set-Cookie, CSP/HSTS/frame/CORS headers, for the response rules.
 ``/status/{code}``         that status with a small text body.
+``/hang?m=MARKER``         one SSE event, then nothing; records in ``hang_gone[MARKER]`` the monotonic time
+                           it saw the caller's connection close (or gives up after 30 s).
+``/answer-early``          answers 200 at once (one line), then reads the request body and reports its size.
 ``/reset?declared=&send=`` announces ``declared`` bytes, sends ``send`` bytes, then drops the connection.
 ``/v1/chat/completions``, ``/v1/models``   OpenAI-compatible (streaming included).
 ``/v1/messages``           Anthropic-compatible (streaming included).
@@ -141,6 +144,7 @@ class Upstream(LoopThreadServer):
         self.llm_keys: set[str] = set()
         self.forbidden: set[str] = set()
         self.handshakes = 0
+        self.hang_gone: dict[str, float] = {}
         self._requests: list[SeenRequest] = []
         self._lock = threading.Lock()
 
@@ -223,7 +227,7 @@ class Upstream(LoopThreadServer):
         )
         request[SEEN] = seen
         haystack = "\n".join([seen.raw_path, *(f"{k}: {v}" for k, v in seen.headers)])
-        if not re.fullmatch(r"/upload(?:/.*)?", _route_of(request)[0]):  # /upload reads its body as a stream itself
+        if not re.fullmatch(r"/upload(?:/.*)?|/answer-early", _route_of(request)[0]):  # these stream the body
             body = await request.read()
             seen.body_len, seen.body_sha256 = len(body), hashlib.sha256(body).hexdigest()
             haystack += "\n" + body.decode("latin-1")
@@ -353,6 +357,32 @@ async def sse(up: Upstream, request: web.Request, prefix: str) -> web.StreamResp
             await asyncio.sleep(delay)
         await response.write(f"id: {i}\nevent: tick\ndata: {json.dumps({'i': i})}\n\n".encode())
     await response.write_eof()
+    return response
+
+
+async def hang(up: Upstream, request: web.Request, prefix: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"event: first\ndata: {}\n\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if request.transport is None or request.transport.is_closing():
+            up.hang_gone[request.query.get("m", "")] = time.monotonic()
+            break
+        await asyncio.sleep(0.05)
+    return response
+
+
+async def answer_early(up: Upstream, request: web.Request, prefix: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    await response.prepare(request)
+    await response.write(b"answering before the body is read\n")
+    size = 0
+    with contextlib.suppress(Exception):  # the vault may cut the request short
+        while chunk := await request.content.readany():
+            size += len(chunk)
+        await response.write(f"body bytes: {size}\n".encode())
+        await response.write_eof()
     return response
 
 
@@ -590,6 +620,8 @@ _ROUTES = [
     (re.compile(r"/echo-br(?:/.*)?"), echo_br),
     (re.compile(r"/sse"), sse),
     (re.compile(r"/sse-split"), sse_split),
+    (re.compile(r"/hang"), hang),
+    (re.compile(r"/answer-early"), answer_early),
     (re.compile(r"/redirect(?:/.*)?"), redirect),
     (re.compile(r"/set-cookie"), set_cookie),
     (re.compile(r"/cookies"), cookies),

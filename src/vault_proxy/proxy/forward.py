@@ -78,7 +78,8 @@ async def forward(
         accept_encoding=SCANNABLE_ACCEPT_ENCODING if plan.scrubber.enabled else None,
         cookie=plan.jar.header_for(url) if plan.jar is not None else None,
     )
-    body = _capped_body(request, plan.max_request_bytes, stats) if request.body_exists else None
+    abort = _RelayAbort()
+    body = _capped_body(request, plan.max_request_bytes, stats, abort) if request.body_exists else None
     try:
         if clients.http_proxy:
             await clients.precheck(url.raw_host or "", url.port or 443, plan.homelab)
@@ -86,17 +87,51 @@ async def forward(
             request.method, url, headers=headers, data=body, allow_redirects=False
         ) as upstream:
             stats.upstream_status = upstream.status
-            return await _relay(request, upstream, plan, stats)
+            return await _relay(request, upstream, plan, stats, abort)
+    except asyncio.CancelledError:
+        if not abort.handled():
+            raise
+        if stats.bytes_in > plan.max_request_bytes:
+            raise BodyTooLarge(plan.max_request_bytes // MIB) from None
+        raise UpstreamFailed(abort.reason) from None
     except ProxyError:
         raise
     except Exception as exc:
         raise _classify(exc, stats, plan) from None
+    finally:
+        abort.done = True
 
 
-async def _capped_body(request: web.Request, cap: int, stats: CallStats) -> AsyncIterator[bytes]:
+class _RelayAbort:
+    """Lets a side task (the request-body writer, the caller watch) stop the relay in the handler task.
+
+    The upstream may answer before it has read the request body; if that body then goes over the cap,
+    the writer fails quietly while both ends wait for each other: cancelling the relay breaks that.
+    """
+
+    def __init__(self) -> None:
+        self._task = asyncio.current_task()
+        self.reason = ""
+        self.done = False
+
+    def fire(self, reason: str) -> None:
+        if not self.reason and not self.done and self._task is not None:
+            self.reason = reason
+            self._task.cancel()
+
+    def handled(self) -> bool:
+        """In the relay, on CancelledError: True (and the cancel absorbed) when it came from :meth:`fire`."""
+        if self.reason and self._task is not None:
+            self._task.uncancel()
+            return True
+        return False
+
+
+async def _capped_body(request: web.Request, cap: int, stats: CallStats, abort: _RelayAbort) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_any():
         stats.bytes_in += len(chunk)
         if stats.bytes_in > cap:
+            abort.fire(f"request body over {cap // MIB} MiB")
             raise BodyTooLarge(cap // MIB)
         yield chunk
 
@@ -127,7 +162,7 @@ def _classify(exc: BaseException, stats: CallStats, plan: CallPlan) -> ProxyErro
 
 
 async def _relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, plan: CallPlan, stats: CallStats
+    request: web.Request, upstream: aiohttp.ClientResponse, plan: CallPlan, stats: CallStats, abort: _RelayAbort
 ) -> web.StreamResponse:
     scrubber = plan.scrubber
     if plan.jar is not None:
@@ -148,6 +183,8 @@ async def _relay(
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and not streaming:
         raw = await upstream.read()
+        if stats.bytes_in > plan.max_request_bytes:
+            raise BodyTooLarge(plan.max_request_bytes // MIB)
         if decode:
             decoder = BodyDecoder(encoding)
             try:
@@ -164,7 +201,7 @@ async def _relay(
     headers.extend(RESPONSE_HEADERS)  # prepared here, so the server middleware cannot add them later
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     await response.prepare(request)
-    await _pump(request, upstream, response, plan, stats, BodyDecoder(encoding) if decode else None)
+    await _pump(request, upstream, response, plan, stats, abort, BodyDecoder(encoding) if decode else None)
     return response
 
 
@@ -174,10 +211,17 @@ async def _pump(
     response: web.StreamResponse,
     plan: CallPlan,
     stats: CallStats,
+    abort: _RelayAbort,
     decoder: BodyDecoder | None,
 ) -> None:
-    """Copy the body chunk by chunk, each written as soon as it arrives (SSE works event by event)."""
+    """Copy the body chunk by chunk, each written as soon as it arrives (SSE works event by event).
+
+    A caller that goes away while we wait for the upstream ends the upstream request within a second
+    (an abandoned LLM stream would otherwise keep generating until the upstream's next chunk or the
+    idle timeout).
+    """
     stream = plan.scrubber.stream() if plan.scrubber.enabled else None
+    watch = _CallerWatch(request, abort)
     try:
         async for chunk in upstream.content.iter_any():
             for piece in decoder.feed(chunk) if decoder is not None else (chunk,):
@@ -186,19 +230,59 @@ async def _pump(
             await _emit(response, stream.feed(piece) if stream is not None else piece, stats)
         if stream is not None:
             await _emit(response, stream.flush(), stats)
+        if stats.bytes_in > plan.max_request_bytes:
+            # The request body went over the cap after the upstream had started answering.
+            raise BodyTooLarge(plan.max_request_bytes // MIB)
+    except asyncio.CancelledError:
+        if not abort.handled():
+            raise
+        stats.truncated = True
+        stats.error = abort.reason
+        if request.transport is not None:
+            request.transport.close()
+        return
     except Exception as exc:  # noqa: BLE001 - any failure here has one outcome
         # Headers are gone already: cut the connection so the caller sees a truncated body, not a
         # complete-looking one.
         stats.truncated = True
-        side = "caller went away" if isinstance(exc, ConnectionResetError) else "upstream body failed"
-        stats.error = f"{side}: {type(exc).__name__}"
+        if isinstance(exc, BodyTooLarge):
+            stats.error = f"request body over {plan.max_request_bytes // MIB} MiB after the response started"
+        else:
+            side = "caller went away" if isinstance(exc, ConnectionResetError) else "upstream body failed"
+            stats.error = f"{side}: {type(exc).__name__}"
         if request.transport is not None:
             request.transport.close()
         return
     finally:
+        watch.stop()
         if stream is not None:
             stats.redactions += stream.hits
     await response.write_eof()
+
+
+class _CallerWatch:
+    """Once a second, while a response streams: if the caller's connection is gone, abort the relay."""
+
+    INTERVAL = 1.0
+
+    def __init__(self, request: web.Request, abort: _RelayAbort) -> None:
+        self._request = request
+        self._abort = abort
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(self.INTERVAL, self._check)
+
+    def _check(self) -> None:
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            self._timer = None
+            self._abort.fire("caller went away while waiting for the upstream")
+            return
+        self._timer = self._loop.call_later(self.INTERVAL, self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def _emit(response: web.StreamResponse, data: bytes, stats: CallStats) -> None:
