@@ -6,6 +6,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from ..proxy.forward import CallStats
 from ..response_headers import RESPONSE_HEADERS
@@ -35,6 +36,8 @@ def _error_from(request: web.Request, exc: Exception) -> web.Response:
         message = _HTTP_MESSAGES.get(exc.status, exc.reason.lower())
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, message, headers)
+    if isinstance(exc, BadHttpMessage):  # e.g. a multipart part with a malformed header: the client's input
+        return error_response(400, "malformed request body")
     log.error("unexpected error handling %s %s", request.method, request.path, exc_info=exc)
     return error_response(500, "internal error")
 

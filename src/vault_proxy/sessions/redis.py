@@ -67,11 +67,15 @@ def parse_command(buffer: bytes) -> tuple[list[bytes], int]:
     if end < 0:
         raise _Incomplete
     count, pos, args = int(buffer[1:end]), end + 2, []
+    if count < 0:
+        raise ValueError("negative array length")
     for _ in range(count):
         end = buffer.find(b"\r\n", pos)
         if end < 0 or buffer[pos : pos + 1] != b"$":
             raise _Incomplete
         size = int(buffer[pos + 1 : end])
+        if size < 0:  # else the parse would step backwards (a 0 length made the AUTH loop spin)
+            raise ValueError("negative bulk length")
         start = end + 2
         if len(buffer) < start + size + 2:
             raise _Incomplete

@@ -45,7 +45,7 @@ class ScramClient:
         nonce, salt, iterations = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
         if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
             raise ScramError("server nonce does not extend ours")
-        if not iterations.isdigit() or not 0 < int(iterations) <= 10_000_000:
+        if not iterations.isdecimal() or not 0 < int(iterations) <= 10_000_000:
             raise ScramError("bad iteration count")
         try:
             salt_bytes = base64.b64decode(salt, validate=True)

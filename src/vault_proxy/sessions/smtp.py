@@ -30,7 +30,7 @@ async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
         if not raw:
             raise SessionError("smtp connect failed: the server closed the connection")
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(line) < 3 or not line[:3].isdigit():
+        if len(line) < 3 or not line[:3].isdecimal():
             raise SessionError("smtp connect failed: not an SMTP server")
         lines.append(line[4:])
         if line[3:4] != "-":
