@@ -31,8 +31,15 @@ class UpstreamClients:
     With ``--http-proxy`` the proxy is dialled instead, so the target is checked before each call.
     """
 
-    def __init__(self, policy: AddressPolicy, ca_file: Path | None = None, http_proxy: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        ca_file: Path | None = None,
+        http_proxy: str | None = None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         self.policy = policy
+        self.read_timeout = read_timeout
         self.http_proxy = http_proxy
         self.tls = tls_context(ca_file)
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
@@ -65,7 +72,7 @@ class UpstreamClients:
         return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
-                total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+                total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=self.read_timeout
             ),
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -14,10 +17,12 @@ from pathlib import Path
 import click
 
 from ..durations import parse_duration
-from .config import ConfigError, ServerConfig
+from .config import DEFAULT_LISTEN, LISTEN_FORMS, ConfigError, Listener, ServerConfig
 
 log = logging.getLogger("vault_proxy.server")
 SHUTDOWN_TIMEOUT = 5.0
+LISTEN_BACKLOG = 128
+UNIX_SOCKET_MODE = 0o660  # owner and group; put an operator-only socket in a 0700 directory
 
 
 def _duration(_ctx, _param, value: str) -> float:
@@ -37,8 +42,21 @@ def _networks(_ctx, _param, values: tuple[str, ...]):
         raise click.BadParameter(str(exc)) from None
 
 
+class _ListenType(click.ParamType):
+    """A ``--listen`` value; in ``VAULT_PROXY_LISTEN`` several are separated by commas."""
+
+    name = "address"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [item.strip() for item in rv.split(",") if item.strip()]
+
+
+_LISTEN = _ListenType()
+
+
 @click.command(context_settings={"auto_envvar_prefix": "VAULT_PROXY", "help_option_names": ["-h", "--help"]})
-@click.option("--listen", default="127.0.0.1:8390", show_default=True, help="host:port or unix:/path.sock")
+@click.option("--listen", type=_LISTEN, multiple=True, default=(DEFAULT_LISTEN,), show_default=True,
+              help=f"{LISTEN_FORMS}; repeatable (env: comma-separated)")  # fmt: skip
 @click.option("--data-dir", default="~/.vault-proxy", show_default=True, help="directory holding vault.enc")
 @click.option("--token-ttl", default="24h", show_default=True, callback=_duration, help="token lifetime")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="serve HTTPS with this cert")
@@ -48,10 +66,19 @@ def _networks(_ctx, _param, values: tuple[str, ...]):
 @click.option("--allow-private", multiple=True, callback=_networks, help="CIDR upstreams may resolve to")
 @click.option("--audit-log", default=None, help="audit log path ('-' = stderr) [default: <data-dir>/audit.jsonl]")
 @click.option("--max-request-mb", default=10, type=click.IntRange(1, 4096), show_default=True)
+@click.option(
+    "--upstream-timeout",
+    default=300.0,
+    type=click.FloatRange(1, 3600),
+    show_default=True,
+    help="seconds to wait for an upstream's headers or its next body chunk (504 / cut body after)",
+)
 def main(**opts) -> None:
     """Run the vault-proxy server. It starts locked; unlock it with `vault-cli unlock`.
 
-    Example: vault-server --listen 127.0.0.1:8390 --data-dir ~/.vault-proxy
+    Example: vault-server --listen 127.0.0.1:8390 --listen unix:/run/vault/operator.sock
+
+    Each listener keeps its own unlock failure counter and lockout.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = Path(opts["data_dir"]).expanduser().resolve()
@@ -67,6 +94,7 @@ def main(**opts) -> None:
         allow_private=opts["allow_private"],
         audit_log=None if audit == "-" else Path(audit) if audit else data_dir / "audit.jsonl",
         max_request_mb=opts["max_request_mb"],
+        upstream_timeout=opts["upstream_timeout"],
     )
     try:
         config.validate()
@@ -90,6 +118,8 @@ def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
 
 def _unix_socket(path: Path) -> socket.socket:
     if path.exists():
+        if not path.is_socket():
+            raise ConfigError(f"{path} exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX)
         try:
             probe.connect(str(path))
@@ -100,9 +130,76 @@ def _unix_socket(path: Path) -> socket.socket:
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    os.chmod(path, 0o660)
+    try:
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        os.chmod(path, UNIX_SOCKET_MODE)  # before listen(): nobody can connect in between
+        sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        path.unlink(missing_ok=True)
+        raise
     return sock
+
+
+def _tcp_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bind every address ``host`` resolves to (``localhost``: 127.0.0.1 and ::1), as asyncio would."""
+    infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _where(listener: Listener, tls: bool) -> str:
+    """The address as the start-up line shows it (and as ``vault-cli --addr`` takes it)."""
+    return listener.name if listener.is_unix else f"{'https' if tls else 'http'}://{listener.name}"
+
+
+def _bind(listeners: tuple[Listener, ...], tls: bool) -> list[tuple[Listener, socket.socket]]:
+    """Bind every listener before anything starts, so a bad address fails start-up cleanly.
+
+    The sockets listen at once: a client that sees the socket file (or port) early waits in the
+    backlog until the app is up instead of being refused.
+    """
+    bound: list[tuple[Listener, socket.socket]] = []
+    try:
+        for listener in listeners:
+            try:
+                if listener.path is not None:
+                    bound.append((listener, _unix_socket(listener.path)))
+                else:
+                    assert listener.host is not None and listener.port is not None
+                    bound += [(listener, sock) for sock in _tcp_sockets(listener.host, listener.port)]
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                raise ConfigError(f"cannot listen on {_where(listener, tls)}: {reason}") from None
+    except BaseException:
+        _close(bound)
+        raise
+    return bound
+
+
+def _close(bound: list[tuple[Listener, socket.socket]]) -> None:
+    for listener, sock in bound:
+        sock.close()
+        if listener.path is not None:
+            with contextlib.suppress(OSError):
+                listener.path.unlink()
 
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -122,38 +219,52 @@ async def _freeze_startup_objects(_app) -> None:
 
 
 def serve(config: ServerConfig) -> None:
-    from aiohttp import web
-
     from ..vault.persistence import ensure_private_dir
-    from .app import create_app
 
     try:
         import uvloop
     except ImportError:
         uvloop = None
+    listeners = config.listeners
     ensure_private_dir(config.data_dir)
     ssl_context = _ssl_context(config)
-    app = create_app(config)
-    scheme = "https" if ssl_context else "http"
-    kwargs: dict = {"ssl_context": ssl_context, "shutdown_timeout": SHUTDOWN_TIMEOUT, "access_log": None,
-                    "print": None, "handle_signals": True}  # fmt: skip
-    if config.unix_socket is not None:
-        kwargs["sock"] = _unix_socket(config.unix_socket)
-        where = f"unix:{config.unix_socket}"
-    else:
-        host, port = config.host_port()
-        kwargs.update(host=host, port=port)
-        where = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
-
-    async def announce(_app: web.Application) -> None:
-        log.info("vault-server listening on %s (data dir %s); vault is locked", where, config.data_dir)
-
-    app.on_startup.append(announce)
-    app.on_startup.append(_freeze_startup_objects)
+    bound = _bind(listeners, ssl_context is not None)
     try:
-        web.run_app(app, loop=uvloop.new_event_loop() if uvloop else None, **kwargs)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+            runner.run(_serve(config, bound, ssl_context))
+    finally:
+        _close(bound)
+
+
+async def _serve(config: ServerConfig, bound: list[tuple[Listener, socket.socket]], ssl_context) -> None:
+    """One app on every listener (TLS on TCP ones; unix sockets speak plain HTTP) until SIGTERM/SIGINT."""
+    from aiohttp import web
+
+    from .app import create_app
+    from .context import CONTEXT
+
+    app = create_app(config)
+    for listener, sock in bound:
+        app[CONTEXT].listeners.add(sock.getsockname(), listener.name)
+    app.on_startup.append(_freeze_startup_objects)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    try:
+        for listener, sock in bound:
+            tls_context = None if listener.is_unix else ssl_context
+            await web.SockSite(runner, sock, ssl_context=tls_context, backlog=LISTEN_BACKLOG).start()
+        tls = ssl_context is not None
+        where = ", ".join(_where(listener, tls) for listener in dict.fromkeys(item for item, _ in bound))
+        log.info("vault-server listening on %s (data dir %s); vault is locked", where, config.data_dir)
+        await stop.wait()
+        log.info("vault-server shutting down")
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

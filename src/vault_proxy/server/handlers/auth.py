@@ -25,36 +25,50 @@ def _password(body: dict, field: str) -> str:
     return value
 
 
-async def _checked(context: AppContext, attempt) -> None:
-    """Run a password attempt under the brute-force throttle (one attempt at a time)."""
+def _check_throttle(context: AppContext, listener: str) -> None:
+    try:
+        context.throttle.check(listener)
+    except UnlockThrottled as exc:
+        raise TooManyRequests(str(exc), {"Retry-After": str(exc.retry_after)}) from None
+
+
+async def _checked(context: AppContext, listener: str, attempt) -> None:
+    """Run a password attempt under ``listener``'s brute-force throttle (one attempt at a time).
+
+    Each listener (``--listen`` address) has its own failure counter and lockout, so a process
+    hammering one address cannot lock the operator out of another; a success resets only the
+    counter of the listener it came in on.
+    """
+    _check_throttle(context, listener)  # a locked-out caller does not queue behind running attempts
     async with context.unlock_lock:
-        try:
-            context.throttle.check()
-        except UnlockThrottled as exc:
-            raise TooManyRequests(str(exc), {"Retry-After": str(exc.retry_after)}) from None
+        _check_throttle(context, listener)
         try:
             await attempt()
         except PasswordTooShortError as exc:
             raise BadRequest(str(exc)) from None
         except (WrongPasswordError, VaultFormatError, CorruptVaultError) as exc:
-            context.throttle.record_failure()
+            lockout = context.throttle.record_failure(listener)
             if not isinstance(exc, WrongPasswordError):
                 log.warning("unlock failed: %s", exc)
-            context.audit.record("unlock.failed", failures=context.throttle.failures)
+            failures = context.throttle.failures(listener)
+            if lockout:
+                log.warning("unlock locked out on %s for %ds after %d failures", listener, lockout, failures)
+            context.audit.record("unlock.failed", failures=failures, listener=listener)
             raise Unauthorized(UNLOCK_FAILED) from None
-        context.throttle.record_success()
+        context.throttle.record_success(listener)
 
 
 @endpoint("unlock")
 async def unlock(request: web.Request) -> web.Response:
     context = ctx(request)
+    listener = context.listener_of(request)  # before the body: the transport may be gone after it
     password = _password(await read_json_object(request), "password")
     created: list[bool] = []
 
     async def attempt() -> None:
         created.append(await context.store.unlock(password))
 
-    await _checked(context, attempt)
+    await _checked(context, listener, attempt)
     if created[0]:
         log.info("created a new vault in %s", context.store.data_dir)
     context.oauth.resume(context.store.services.values())
@@ -72,13 +86,14 @@ async def lock(request: web.Request) -> web.Response:
 @endpoint("passwd", "admin")
 async def change_password(request: web.Request) -> web.Response:
     context = ctx(request)
+    listener = context.listener_of(request)
     body = await read_json_object(request)
     current, new = _password(body, "current_password"), _password(body, "new_password")
 
     async def attempt() -> None:
         await context.store.change_password(current, new)
 
-    await _checked(context, attempt)
+    await _checked(context, listener, attempt)
     return json_response({"status": "password changed"})
 
 
