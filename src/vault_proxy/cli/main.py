@@ -30,6 +30,7 @@ COMMANDS = {
     "redis": "sessions:redis",
     "postgres": "sessions:postgres",
     "completion": "completion:completion",
+    "audit": "audit:audit",
 }
 
 

@@ -127,15 +127,20 @@ def _parse_plaintext(plaintext: bytes) -> _State:
     if not isinstance(doc, dict):
         raise CorruptVaultError("vault content is not a JSON object")
     state = _State()
-    for name, raw in (doc.pop("services", None) or {}).items():
+    services, files = doc.pop("services", None) or {}, doc.pop("files", None) or {}
+    if not isinstance(services, dict) or not isinstance(files, dict):
+        raise CorruptVaultError("vault content: services and files must be JSON objects")
+    for name, raw in services.items():
         try:
             state.set_service(Service.model_validate(raw))
         except ValueError:
             log.warning("service %r in the vault file does not validate; kept as stored, unusable", name)
             state.unparsed_services[name] = raw
-    for name, raw in (doc.pop("files", None) or {}).items():
-        data_b64 = raw.get("data") or ""
-        mime_type = raw.get("mime_type") or "application/octet-stream"
+    for name, raw in files.items():
+        data_b64 = (raw.get("data") or "") if isinstance(raw, dict) else None
+        mime_type = (raw.get("mime_type") or "application/octet-stream") if isinstance(raw, dict) else None
+        if not isinstance(data_b64, str) or not isinstance(mime_type, str):
+            raise CorruptVaultError(f"vault content: file {name!r} is not a {{name, mime_type, data}} object")
         state.set_file(StoredFile(name, mime_type, data_b64, _b64_size(data_b64)))
     state.extras = doc
     return state
@@ -150,6 +155,12 @@ class VaultStore:
         self._key: KeyMaterial | None = None
         self._state = _State()
         self._write_lock = asyncio.Lock()
+        # The audit log's hooks (audit/vault_link.py): ``save_sections`` fill top-level sections of
+        # the plaintext at every save (its last-hash record; None leaves a section as it is);
+        # ``key_listeners`` get the key material after an unlock, with the sections as read from
+        # the file, and ``(None, {})`` on lock.
+        self.save_sections: dict[str, Callable[[], Any]] = {}
+        self.key_listeners: list[Callable[[KeyMaterial | None, dict[str, Any]], None]] = []
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -183,9 +194,12 @@ class VaultStore:
         async with self._write_lock:
             key, state, created, needs_save = await asyncio.to_thread(self._open_sync, password)
             if self._key is None:
+                found = dict(state.extras)
                 if needs_save:
                     await asyncio.to_thread(self._save, key, state)
                 self._key, self._state = key, state
+                for listener in self.key_listeners:
+                    listener(key, found)
             return created
 
     def _open_sync(self, password: str) -> tuple[KeyMaterial, _State, bool, bool]:
@@ -208,6 +222,14 @@ class VaultStore:
     def lock(self) -> None:
         self._key = None
         self._state = _State()
+        for listener in self.key_listeners:
+            listener(None, {})
+
+    async def save(self) -> None:
+        """Write the vault again as it is, refreshing ``save_sections`` (nothing while locked)."""
+        async with self._write_lock:
+            if self._key is not None:
+                await asyncio.to_thread(self._save, self._key, self._state)
 
     async def change_password(self, current: str, new: str) -> None:
         """Re-wrap the data key under a new password (the data key itself stays the same)."""
@@ -253,6 +275,10 @@ class VaultStore:
         await self._commit(change)
 
     def _save(self, key: KeyMaterial, state: _State) -> None:
+        for name, section in self.save_sections.items():
+            value = section()
+            if value is not None:
+                state.extras[name] = value
         atomic_write(self.path, key.encrypt_stream(state.plaintext_parts()))
 
     async def _commit(self, change: Callable[[_State], None]) -> None:
