@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-proxy clean
+.PHONY: run test soak lint bench bench-proxy bench-sessions bench-cli clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,22 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_vault.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/sessions.py
+	$(BIN)/python bench/cli_startup.py
 
 bench-proxy: $(STAMP)
 	$(BIN)/python bench/proxy.py
+
+bench-sessions: $(STAMP)
+	$(BIN)/python bench/sessions.py
+
+bench-cli: $(STAMP)
+	$(BIN)/python bench/cli_startup.py
+
+# The long load soak (make test runs a 15 s one): 60 s, 100 connections, report printed.
+soak: $(STAMP)
+	./scripts/install-test-peers.sh
+	VAULT_SOAK_SECONDS=60 $(BIN)/python -m pytest -q -s tests/integration/test_soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
