@@ -91,7 +91,7 @@ class FaultyUpstream:
             self._stalled.append(writer)
         elif path.endswith(b"/stall-stream"):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-            writer.write(b"10\r\ndata: {\"i\": 0}\n\n\r\n")
+            writer.write(b'10\r\ndata: {"i": 0}\n\n\r\n')
             await writer.drain()
             self._stalled.append(writer)
         elif path.endswith(b"/stall-body"):
