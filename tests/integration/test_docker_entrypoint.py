@@ -256,7 +256,7 @@ def test_loopback_address_gets_plain_http_by_default(launch, data_dir: Path):
 
 
 def test_cli_and_sdk_trust_the_generated_certificate(launch, data_dir: Path):
-    """The docs' recipe: VAULT_ADDR=https://... and SSL_CERT_FILE=<cert> (the CLI has no CA option)."""
+    """VAULT_ADDR=https://... and SSL_CERT_FILE=<cert> (the generic way; the docs use VAULT_CACERT)."""
     from vault_proxy import VaultClient
 
     port = free_port()

@@ -96,6 +96,17 @@ def test_serves_https_with_cert_and_key(data_dir, tmp_path):
         with httpx.Client(verify=context) as client:
             response = wait_health(client, f"https://127.0.0.1:{port}/health", proc)
             assert response.json() == {"status": "locked"}
+        # vault-cli trusts a private CA with --ca-file (or VAULT_CACERT), and fails clearly without it.
+        addr = f"https://127.0.0.1:{port}"
+        cli = [sys.executable, "-m", "vault_proxy.cli", "--addr", addr]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "SSL_CERT"))}
+        run = {"capture_output": True, "text": True, "timeout": 60, "env": env}
+        done = subprocess.run([*cli, "--ca-file", str(ca_pem), "health"], **run)
+        assert done.returncode == 0 and done.stdout == f"vault-server at {addr}: locked\n", done.stderr
+        done = subprocess.run([*cli, "health"], **{**run, "env": {**env, "VAULT_CACERT": str(ca_pem)}})
+        assert done.returncode == 0, done.stderr
+        done = subprocess.run([*cli, "health"], **run)
+        assert done.returncode == 1 and done.stderr.startswith("error:") and "Traceback" not in done.stderr
     finally:
         code, _, out = stop(proc)
     assert f"https://127.0.0.1:{port}" in out

@@ -313,7 +313,7 @@ def test_docs_cover_each_way_to_deploy():
         "docker compose up",
         "deploy/vault-proxy.service",
         "systemctl enable --now vault-proxy",
-        "SSL_CERT_FILE",
+        "VAULT_CACERT",
         "curl --cacert",
         "--network host",
         "unix:",

@@ -27,9 +27,10 @@ AUTH_MESSAGES = ("authorization required", "invalid token", "token expired")
 class App:
     """Per-invocation state: global options and the client, built on first use."""
 
-    def __init__(self, addr: str | None = None, allow_insecure: bool = False) -> None:
+    def __init__(self, addr: str | None = None, allow_insecure: bool = False, ca_file: str | None = None) -> None:
         self.addr = addr
         self.allow_insecure = allow_insecure
+        self.ca_file = ca_file
         self._client: LiteClient | None = None
 
     def client(self, timeout: float | None = 60.0) -> LiteClient:
@@ -40,7 +41,9 @@ class App:
         if self._client is None:
             from vault_proxy.client.lite import LiteClient
 
-            self._client = LiteClient(self.addr, timeout=timeout, allow_insecure=self.allow_insecure)
+            self._client = LiteClient(
+                self.addr, timeout=timeout, allow_insecure=self.allow_insecure, verify=self.ca_file or True
+            )
             click.get_current_context().find_root().call_on_close(self._client.close)
         return self._client
 

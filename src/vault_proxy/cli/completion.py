@@ -19,7 +19,10 @@ def _names(kind: str, ctx: click.Context, incomplete: str) -> list[CompletionIte
 
     root = ctx.find_root().params
     try:
-        with LiteClient(root.get("addr"), timeout=1.0, allow_insecure=bool(root.get("allow_insecure"))) as client:
+        verify = root.get("ca_file") or True
+        with LiteClient(
+            root.get("addr"), timeout=1.0, allow_insecure=bool(root.get("allow_insecure")), verify=verify
+        ) as client:
             items = client.list_services() if kind == "service" else client.list_files()
     except (VaultError, OSError, ValueError):
         return []

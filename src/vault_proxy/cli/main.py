@@ -59,9 +59,17 @@ class LazyGroup(VaultGroup):
     envvar="VAULT_ALLOW_INSECURE",
     help="Allow plain http to a non-loopback host (tokens travel in clear).",
 )
+@click.option(
+    "--ca-file",
+    metavar="PEM",
+    envvar="VAULT_CACERT",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Trust this CA (or self-signed certificate) for an https:// vault address [env VAULT_CACERT].",
+)
 @click.version_option(package_name="vault-proxy", prog_name="vault-cli")
 @click.pass_context
-def cli(ctx: click.Context, addr: str | None, allow_insecure: bool) -> None:
+def cli(ctx: click.Context, addr: str | None, allow_insecure: bool, ca_file: str | None) -> None:
     """Command line for vault-proxy: unlock the vault, manage services, files and tokens,
     and call services through the credential-injecting proxy.
 
@@ -75,7 +83,7 @@ def cli(ctx: click.Context, addr: str | None, allow_insecure: bool) -> None:
         | vault-cli service add -
       vault-cli proxy openai GET /v1/models
     """
-    ctx.obj = App(addr=addr, allow_insecure=allow_insecure)
+    ctx.obj = App(addr=addr, allow_insecure=allow_insecure, ca_file=ca_file)
 
 
 def main() -> None:
