@@ -43,41 +43,41 @@ def _hammer(server, token: str, stop: threading.Event, results: list[tuple[float
             results.append((sent, status))
 
 
-def test_revocation_applies_to_the_very_next_request_even_under_load(unlocked_server):
-
-    victim = create_token(unlocked_server, {"scope": "proxy"})["id"]
+def _statuses_around(server, token: str, action) -> tuple[set[int], set[int]]:
+    """Statuses of requests sent before ``action()`` returned, and of those sent after, under 4 clients."""
     stop, results = threading.Event(), []
-    threads = [threading.Thread(target=_hammer, args=(unlocked_server, victim, stop, results)) for _ in range(4)]
+    threads = [threading.Thread(target=_hammer, args=(server, token, stop, results)) for _ in range(4)]
     for thread in threads:
         thread.start()
     time.sleep(0.3)
-    resp = unlocked_server.http.delete(f"/tokens/{victim}", headers=unlocked_server.admin_headers())
-    revoked_at = time.monotonic()
-    assert resp.status_code == 200
+    action()
+    done_at = time.monotonic()
     time.sleep(0.3)
     stop.set()
     for thread in threads:
         thread.join(10)
-    after = [status for sent, status in results if sent > revoked_at]
-    assert after and set(after) == {401}, "a request sent after the revocation answered still got in"
-    assert 200 in {status for sent, status in results if sent < revoked_at}
+    return {s for sent, s in results if sent < done_at}, {s for sent, s in results if sent > done_at}
+
+
+def test_revocation_applies_to_the_very_next_request_even_under_load(unlocked_server):
+    victim = create_token(unlocked_server, {"scope": "proxy"})["id"]
+
+    def revoke() -> None:
+        assert (
+            unlocked_server.http.delete(f"/tokens/{victim}", headers=unlocked_server.admin_headers()).status_code == 200
+        )
+
+    before, after = _statuses_around(unlocked_server, victim, revoke)
+    assert after == {401}, "a request sent after the revocation answered still got in"
+    assert 200 in before
 
 
 def test_lock_applies_to_the_very_next_request_even_under_load(unlocked_server):
-
     proxy_token = create_token(unlocked_server, {"scope": "proxy"})["id"]
-    stop, results = threading.Event(), []
-    threads = [threading.Thread(target=_hammer, args=(unlocked_server, proxy_token, stop, results)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.3)
-    resp = unlocked_server.http.post("/auth/lock", headers=unlocked_server.admin_headers())
-    locked_at = time.monotonic()
-    assert resp.status_code == 200
-    time.sleep(0.3)
-    stop.set()
-    for thread in threads:
-        thread.join(10)
-    after = [status for sent, status in results if sent > locked_at]
-    assert after and set(after) == {401}
+
+    def lock() -> None:
+        assert unlocked_server.http.post("/auth/lock", headers=unlocked_server.admin_headers()).status_code == 200
+
+    before, after = _statuses_around(unlocked_server, proxy_token, lock)
+    assert after == {401} and 200 in before
     assert unlocked_server.http.get("/health").json() == {"status": "locked"}
