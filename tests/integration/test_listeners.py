@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import stat
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 from helpers import assert_error, free_port, make_temp_dir
+from raw_server import SERVER, run_server, stop, wait_health
 
 WRONG = "unlock failed: wrong password or corrupted vault"
 LOCKOUT = re.compile(r"too many attempts, retry in (\d+)s")
-SERVER = [sys.executable, "-m", "vault_proxy.server"]
 
 
 def unix_client(server, sock: Path) -> httpx.Client:
@@ -125,35 +122,6 @@ def test_socket_is_removed_on_shutdown_and_reused_after_a_crash(start_server):
 # --------------------------------------------------------------------------- a raw subprocess
 
 
-def run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_PROXY_")}
-    full_env.update(env or {})
-    return subprocess.Popen([*SERVER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=full_env, start_new_session=True)  # fmt: skip
-
-
-def wait_health(client: httpx.Client, url: str, proc: subprocess.Popen[str]) -> httpx.Response:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            return client.get(url)
-        except httpx.TransportError:
-            time.sleep(0.05)
-    pytest.fail("server did not become ready")
-
-
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return proc.returncode, out
-
-
 def test_tls_tcp_listener_and_plain_unix_socket(tmp_path):
     """With --tls-cert, TCP listeners speak HTTPS; a unix socket stays plain HTTP (vault-cli's unix: form)."""
     ca = trustme.CA()
@@ -176,7 +144,7 @@ def test_tls_tcp_listener_and_plain_unix_socket(tmp_path):
             assert_locked_out(lock_out(tcp, "tls-wrong-pw"))  # the listener is told apart under TLS too
             assert unix.post("/auth/unlock", json={"password": "tls-listener-pw"}).status_code == 200
     finally:
-        code, out = stop(proc)
+        code, _, out = stop(proc)
     assert code == 0
     assert f"listening on https://127.0.0.1:{port}, unix:{sock} " in out
     failed = [json.loads(line) for line in out.splitlines() if '"unlock.failed"' in line]
@@ -193,7 +161,7 @@ def test_env_var_takes_comma_separated_addresses():
             assert wait_health(tcp, f"http://127.0.0.1:{port}/health", proc).json() == {"status": "locked"}
             assert unix.get("http://vault/health").json() == {"status": "locked"}
     finally:
-        code, out = stop(proc)
+        code, _, out = stop(proc)
     assert code == 0, out
     assert f"listening on http://127.0.0.1:{port}, unix:{sock} " in out
     assert not sock.exists()
