@@ -303,3 +303,25 @@ def test_ecdsa_openssh_key(proxy_env, sshd):
     key = sshd.add_client_key(kind="ecdsa")
     name = _ssh_service(proxy_env, sshd, key)
     assert _exec(proxy_env, name, "echo ecdsa").json()["stdout"] == "ecdsa\n"
+
+
+def test_sdk_ssh_methods_sync_and_async(proxy_env, sshd):
+    import asyncio
+
+    from vault_proxy import AsyncVaultClient, VaultClient
+
+    name = _ssh_service(proxy_env, sshd)
+    remote = f"/tmp/{unique('sdk')}.txt"
+    with VaultClient(proxy_env.server.addr, token=proxy_env.token()) as vault:
+        result = vault.ssh_exec(name, "echo hi; exit 4", timeout=30)
+        assert (result.stdout, result.exit_code, result.ok) == ("hi\n", 4, False)
+        assert vault.ssh_upload(name, b"uploaded\n", remote, mode="0600")["bytes"] == 9
+        assert vault.ssh_download(name, remote) == b"uploaded\n"
+
+    async def run() -> tuple[str, bytes]:
+        async with AsyncVaultClient(proxy_env.server.addr, token=proxy_env.token()) as vault:
+            done = await vault.ssh_exec(name, f"cat {remote}")
+            await vault.ssh_upload(name, b"again\n", remote)
+            return done.stdout, await vault.ssh_download(name, remote)
+
+    assert asyncio.run(run()) == ("uploaded\n", b"again\n")
