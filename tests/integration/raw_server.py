@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
 SERVER = [sys.executable, "-m", "vault_proxy.server"]
 
@@ -45,3 +47,14 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, float, str]:
         proc.kill()
         out, _ = proc.communicate()
     return proc.returncode, time.monotonic() - started, out
+
+
+def write_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A fresh CA and a 127.0.0.1 server certificate from it: (cert.pem, key.pem, ca.pem) in ``directory``."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_pem = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    return cert, key, ca_pem

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 from helpers import assert_error, free_port, make_temp_dir
-from raw_server import SERVER, run_server, stop, wait_health
+from raw_server import SERVER, run_server, stop, wait_health, write_tls_files
 
 WRONG = "unlock failed: wrong password or corrupted vault"
 LOCKOUT = re.compile(r"too many attempts, retry in (\d+)s")
@@ -124,12 +123,7 @@ def test_socket_is_removed_on_shutdown_and_reused_after_a_crash(start_server):
 
 def test_tls_tcp_listener_and_plain_unix_socket(tmp_path):
     """With --tls-cert, TCP listeners speak HTTPS; a unix socket stays plain HTTP (vault-cli's unix: form)."""
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
-    cert, key, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(ca_pem))
+    cert, key, ca_pem = write_tls_files(tmp_path)
     base = make_temp_dir()
     sock, port = base / "op.sock", free_port()
     proc = run_server("--listen", f"127.0.0.1:{port}", "--listen", f"unix:{sock}", "--data-dir", str(base / "data"),

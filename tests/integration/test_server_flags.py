@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trustme
 from helpers import free_port, make_temp_dir
-from raw_server import SERVER, run_server, stop, wait_health
+from raw_server import SERVER, run_server, stop, wait_health, write_tls_files
 
 
 @pytest.fixture
@@ -47,12 +47,7 @@ def test_bad_listen_value_is_a_clear_error(data_dir):
 
 
 def test_serves_https_with_cert_and_key(data_dir, tmp_path):
-    ca = trustme.CA()
-    leaf = ca.issue_cert("127.0.0.1")
-    cert, key, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    leaf.private_key_pem.write_to_path(str(key))
-    ca.cert_pem.write_to_path(str(ca_pem))
+    cert, key, ca_pem = write_tls_files(tmp_path)
     port = free_port()
     proc = run_server("--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
                       "--tls-cert", str(cert), "--tls-key", str(key))  # fmt: skip

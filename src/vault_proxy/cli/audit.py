@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vault_proxy.cli.common import fail, note, read_secret_line
+from vault_proxy.cli.common import fail, master_password, note
 
 AUDIT_FILE_NAME = "audit.jsonl"
 VAULT_FILE_NAME = "vault.enc"
@@ -96,12 +95,7 @@ def _unwrap(vault_path: Path, password_stdin: bool) -> tuple[bytes, Any]:
 
     if not vault_path.is_file():
         fail(f"no vault file at {vault_path} (give --vault PATH, or --no-key to check without it)")
-    if password_stdin:
-        password = read_secret_line(sys.stdin)
-        if not password:
-            fail("no password on stdin")
-    else:
-        password = click.prompt("Master password", hide_input=True)
+    password = master_password(password_stdin)
     try:
         plaintext, material = fileformat.decrypt(vault_path.read_bytes(), password)
     except fileformat.WrongPasswordError:

@@ -7,7 +7,16 @@ import sys
 
 import click
 
-from vault_proxy.cli.common import App, expires_text, fail, note, pass_app, print_json, read_secret_line
+from vault_proxy.cli.common import (
+    App,
+    expires_text,
+    fail,
+    master_password,
+    note,
+    pass_app,
+    print_json,
+    read_secret_line,
+)
 from vault_proxy.client.errors import VaultConnectionError, VaultError
 
 
@@ -44,12 +53,7 @@ def unlock(app: App, password_stdin: bool) -> None:
     """
     from vault_proxy.client.session import write_session_token
 
-    if password_stdin:
-        password = read_secret_line(sys.stdin)
-        if not password:
-            fail("no password on stdin")
-    else:
-        password = click.prompt("Master password", hide_input=True)
+    password = master_password(password_stdin)
     token = app.client().unlock(password)
     path = write_session_token(token["id"])
     click.echo(f"Vault unlocked. Token saved to {path}")

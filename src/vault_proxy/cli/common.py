@@ -161,3 +161,13 @@ def human_duration(seconds: int) -> str:
         counts.append((count, unit))
     first = next((i for i, (count, _) in enumerate(counts) if count), len(counts) - 1)
     return "".join(f"{count}{unit}" for count, unit in counts[first : first + 2] if count) or "0s"
+
+
+def master_password(from_stdin: bool) -> str:
+    """The master password: one line from stdin (``--password-stdin``), else a prompt without echo."""
+    if from_stdin:
+        password = read_secret_line(sys.stdin)
+        if not password:
+            fail("no password on stdin")
+        return password
+    return click.prompt("Master password", hide_input=True)
