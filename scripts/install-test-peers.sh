@@ -23,6 +23,11 @@ PEERS=(
     "dovecot-imapd:/usr/lib/dovecot/imap"
     "dovecot-core:/usr/sbin/dovecot"
     "postgresql-15:/usr/lib/postgresql/15/bin/postgres"
+    # Tools the documentation's examples use (tests/integration/test_docs_examples.py runs them).
+    "postgresql-client-15:/usr/bin/psql"
+    "redis-tools:/usr/bin/redis-cli"
+    "curl:/usr/bin/curl"
+    "jq:/usr/bin/jq"
 )
 
 missing=()

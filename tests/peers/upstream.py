@@ -145,6 +145,7 @@ class Upstream(LoopThreadServer):
         self.forbidden: set[str] = set()
         self.handshakes = 0
         self.hang_gone: dict[str, float] = {}
+        self.echo_unknown = False  # True: any path without a route of its own is answered like /echo
         self._requests: list[SeenRequest] = []
         self._lock = threading.Lock()
 
@@ -248,6 +249,8 @@ class Upstream(LoopThreadServer):
             match = pattern.fullmatch(rest)
             if match:
                 return await handler(self, request, prefix, *match.groups())
+        if self.echo_unknown:
+            return await echo(self, request, prefix)
         return web.json_response({"error": f"no route {rest}"}, status=404)
 
 
