@@ -24,6 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import (  # noqa: E402
+    LEAK_TOTALS,
     ResponseRecorder,
     SecretRegistry,
     ServerHandle,
@@ -38,6 +39,12 @@ from helpers import (  # noqa: E402
 def _clean_temp_dirs() -> Iterator[None]:
     yield
     remove_temp_dirs()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line with what every test's leak check looked at, summed over the run (docs/reliability.md)."""
+    if LEAK_TOTALS.tests:
+        terminalreporter.write_line(LEAK_TOTALS.summary())
 
 
 @pytest.fixture

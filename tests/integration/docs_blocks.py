@@ -66,7 +66,7 @@ def parse_blocks(text: str, page: str) -> list[Block]:
             closing = lines[i].strip()
             if closing.startswith(fence[0] * len(fence)) and not closing.strip(fence[0]):
                 break
-            body.append(lines[i][indent:] if lines[i][:indent].isspace() else lines[i].lstrip(" "))
+            body.append(_dedent(lines[i], indent))
             i += 1
         i += 1
         lang = info[0].lower() if info else ""
@@ -74,6 +74,12 @@ def parse_blocks(text: str, page: str) -> list[Block]:
         options = dict(word.split("=", 1) for word in words if "=" in word)
         blocks.append(Block(page, start + 1, lang, words, options, "\n".join(body) + "\n"))
     return blocks
+
+
+def _dedent(line: str, indent: int) -> str:
+    """Remove up to ``indent`` leading spaces (the fence's own indentation), as CommonMark does."""
+    spaces = len(line) - len(line.lstrip(" "))
+    return line[min(spaces, indent) :]
 
 
 def page_blocks(path: Path, root: Path) -> list[Block]:

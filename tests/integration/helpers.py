@@ -204,6 +204,27 @@ def _read_text(path: Path) -> str:
         return ""
 
 
+@dataclass
+class LeakScanTotals:
+    """What the leak checks of a whole test session looked at (printed at the end of the run)."""
+
+    tests: int = 0
+    secrets: int = 0  # distinct secrets searched for, summed over tests
+    responses: int = 0
+    files: int = 0
+    bytes_scanned: int = 0
+    hits: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"leak scan: {self.tests} tests, {self.secrets} secrets searched in {self.responses} responses and "
+            f"{self.files} log/audit/data files ({self.bytes_scanned / 1e6:.1f} MB): {self.hits} hits"
+        )
+
+
+LEAK_TOTALS = LeakScanTotals()
+
+
 def find_leaks(registry: SecretRegistry, recorder: ResponseRecorder, handles: list[ServerHandle]) -> list[str]:
     """Every place a registered secret shows up, as human-readable lines (empty list = no leak)."""
     response_sources: list[tuple[str, str]] = []
@@ -216,7 +237,7 @@ def find_leaks(registry: SecretRegistry, recorder: ResponseRecorder, handles: li
     stored_sources: list[tuple[str, str]] = []
     seen: set[Path] = set()
     for handle in handles:
-        paths = [handle.log_path, handle.audit_path]
+        paths = [handle.log_path, handle.audit_path, *handle.extra_scanned]
         if handle.data_dir.is_dir():
             paths += sorted(p for p in handle.data_dir.rglob("*") if p.is_file())
         for path in paths:
@@ -230,6 +251,7 @@ def find_leaks(registry: SecretRegistry, recorder: ResponseRecorder, handles: li
 
     def scan(values: set[str], sources: list[tuple[str, str]]) -> None:
         haystack = "\x00".join(text for _, text in sources)
+        LEAK_TOTALS.bytes_scanned += len(haystack)
         for value in sorted(values):
             if value in haystack:
                 where = [name for name, text in sources if value in text]
@@ -237,6 +259,11 @@ def find_leaks(registry: SecretRegistry, recorder: ResponseRecorder, handles: li
 
     scan(registry.secrets, response_sources)
     scan(registry.secrets | registry.log_only, stored_sources)
+    LEAK_TOTALS.tests += 1
+    LEAK_TOTALS.secrets += len(registry.secrets | registry.log_only)
+    LEAK_TOTALS.responses += len(recorder.responses)
+    LEAK_TOTALS.files += len(stored_sources)
+    LEAK_TOTALS.hits += len(problems)
     return problems
 
 
@@ -289,6 +316,7 @@ class ServerHandle:
         self.admin_token: str | None = None
         self.password: str | None = None
         self.last_stop_forced = False
+        self.extra_scanned: list[Path] = []  # more files the leak check reads (e.g. CLI output a test saved)
 
     # -- process control ---------------------------------------------------------------------------
 

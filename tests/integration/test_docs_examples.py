@@ -29,7 +29,7 @@ PAGES = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
 BIN = Path(sys.executable).parent
 BLOCK_TIMEOUT = 120.0
 STATE_TRAP = (
-    "trap '__docs_rc=$?; export -p > \"$__DOCS_STATE.new\"; printf \"cd %q\\n\" \"$PWD\" >> \"$__DOCS_STATE.new\";"
+    'trap \'__docs_rc=$?; export -p > "$__DOCS_STATE.new"; printf "cd %q\\n" "$PWD" >> "$__DOCS_STATE.new";'
     " exit $__docs_rc' EXIT\n"
 )
 
@@ -102,7 +102,9 @@ def test_page_examples_run(page: Path, world: DocsWorld, start_server, secrets) 
         return
 
     kinds = world.needed(page.read_text(encoding="utf-8"))
-    server = start_server("--allow-private", "127.0.0.0/8", "--allow-private", "::1/128", "--ca-file", str(world.ca_path))
+    server = start_server(
+        "--allow-private", "127.0.0.0/8", "--allow-private", "::1/128", "--ca-file", str(world.ca_path)
+    )
     workdir = server.base_dir / "work"
     workdir.mkdir()
     for value in world.prepare(kinds, workdir, server.home) + world.peer_secrets(kinds):
@@ -143,6 +145,9 @@ def test_page_examples_run(page: Path, world: DocsWorld, start_server, secrets) 
             f"{block.where}: exit {code}, expected {block.expected_exit}\n--- ran ---\n{text}--- output ---\n{output[-6000:]}"
         )
         if "shows-secret" not in block.words:
+            saved = script.with_suffix(".out")
+            saved.write_text(output)
+            server.extra_scanned.append(saved)  # in the run's leak-scan totals too
             leaked = [value for value in secrets.secrets if value in output]
             assert not leaked, f"{block.where}: the output shows a secret ({len(leaked)}): {output[-3000:]}"
         world.approve_consents(output, lambda url: httpx.get(url, timeout=30.0))
