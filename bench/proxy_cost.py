@@ -8,7 +8,7 @@ exactly N proxied requests (5 concurrent keep-alive connections), and reports us
 per request and vault-proxy's cost relative to the bare forwarder. Kernel time (the loopback sockets,
 the same for both) is not counted, so the req/s ratio on a quiet machine is a little better than this.
 
-Usage: bench/proxy_cost.py [--requests N]   (needs valgrind: installed from Debian if root; ~1 min)
+Usage: bench/proxy_cost.py [--requests N] [--keep DIR]   (needs valgrind: installed from Debian if root; ~1 min)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400, help="requests counted per target (default 400)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install valgrind")
+    parser.add_argument("--keep", type=Path, help="copy the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()
     if not ensure_debian_binary("valgrind", "valgrind", not args.no_install):
         print("valgrind is not installed (run as root to let the bench install it)")
@@ -106,6 +108,10 @@ def main() -> int:
         bare = measure(procs, root, "bare-forwarder", bare_cmd,
                        lambda port: (f"http://{HOST}:{port}/small", {"Authorization": "Bearer x"}), args.requests)  # fmt: skip
         vault = measure(procs, root, "vault-proxy", vault_cmd, vault_setup(root, up_port), args.requests)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for dump in root.glob("*.callgrind.1"):
+                shutil.copy(dump, args.keep / dump.name)
     print(f"instructions per proxied request ({args.requests} requests, 5 connections, callgrind):")
     print(f"  bare forwarder  {bare / 1000:8.0f} k")
     print(f"  vault-proxy     {vault / 1000:8.0f} k   (+{(vault - bare) / 1000:.0f} k: auth, policy, scrubbing, audit)")

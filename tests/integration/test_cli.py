@@ -222,6 +222,20 @@ def test_service_commands(unlocked: Cli, secrets: SecretRegistry) -> None:
     assert [s["name"] for s in json.loads(unlocked.ok("service", "list", "--json").stdout)] == [b]
 
 
+def test_service_add_from_file(unlocked: Cli, secrets: SecretRegistry, tmp_path: Path) -> None:
+    name = unique("cli-file")
+    path = tmp_path / "svc.json"
+    path.write_text(bearer_json(name, secrets.new("cli-file-secret")))
+    assert unlocked.ok("service", "add", f"@{path}").stdout == f'Service "{name}" saved\n'
+    assert json.loads(unlocked.ok("service", "show", name).stdout)["auth_type"] == "bearer"
+
+    bare = unlocked.fails("service", "add", str(path))  # a path without @ is not JSON: say how to read it
+    assert bare.stderr.startswith("error: invalid service JSON: Expecting value")
+    assert f"write @{path}" in bare.stderr
+    missing = unlocked.fails("service", "add", f"@{tmp_path / 'nope.json'}")
+    assert missing.stderr == f"error: cannot read {tmp_path / 'nope.json'}: No such file or directory\n"
+
+
 # --------------------------------------------------------------------------- files
 
 

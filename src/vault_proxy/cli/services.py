@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -44,29 +45,44 @@ def list_(app: App, as_json: bool) -> None:
 
 
 @service.command()
-@click.argument("service_json", metavar="[JSON|-]", required=False)
+@click.argument("service_json", metavar="[JSON|@FILE|-]", required=False)
 @pass_app
 def add(app: App, service_json: str | None) -> None:
-    """Add or replace a service from its JSON (argument, or stdin with '-' or nothing).
+    """Add or replace a service from its JSON: an argument, @FILE, or stdin ('-' or nothing).
 
-    Prefer stdin: arguments are visible to other local users in the process list.
+    Prefer stdin or @FILE: arguments are visible to other local users in the process list.
 
     \b
     Example:
+      vault-cli service add @github.json
       vault-cli service add - <<'EOF'
       {"name": "github", "base_url": "https://api.github.com",
        "auth": {"type": "bearer", "token": "ghp_..."}}
       EOF
     """
-    text = read_stdin_text("service JSON") if service_json in (None, "-") else service_json
+    text = _service_text(service_json)
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:  # report the position, never the text (it holds secrets)
-        fail(f"invalid service JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        hint = ""
+        if service_json and service_json[:1] not in "{[" and Path(service_json).is_file():
+            hint = f" (to read the file, write @{service_json})"
+        fail(f"invalid service JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}")
     if not isinstance(body, dict):
         fail("invalid service JSON: expected an object")
     info = app.client().add_service(body)
     click.echo(f'Service "{info.get("name", body.get("name"))}" saved')
+
+
+def _service_text(argument: str | None) -> str:
+    if argument in (None, "-"):
+        return read_stdin_text("service JSON")
+    if argument.startswith("@"):
+        try:
+            return Path(argument[1:]).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {argument[1:]}: {getattr(exc, 'strerror', None) or exc}")
+    return argument
 
 
 @service.command()
