@@ -87,7 +87,8 @@ async def _authenticate(stream: Stream, auth: PostgresAuth, password: str) -> No
             first = scram.first_message()
             writer.write(wire.message(b"p", wire.cstring(MECHANISM) + struct.pack("!i", len(first)) + first))
         elif code == wire.AUTH_SASL_CONTINUE and scram is not None:
-            writer.write(wire.message(b"p", scram.final_message(data)))
+            # PBKDF2 with the server's iteration count (up to 10 M): in a thread, never on the event loop.
+            writer.write(wire.message(b"p", await asyncio.to_thread(scram.final_message, data)))
         elif code == wire.AUTH_SASL_FINAL and scram is not None:
             scram.verify_server(data)
             verified = True

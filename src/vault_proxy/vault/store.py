@@ -141,6 +141,10 @@ def _parse_plaintext(plaintext: bytes) -> _State:
         mime_type = (raw.get("mime_type") or "application/octet-stream") if isinstance(raw, dict) else None
         if not isinstance(data_b64, str) or not isinstance(mime_type, str):
             raise CorruptVaultError(f"vault content: file {name!r} is not a {{name, mime_type, data}} object")
+        try:
+            base64.b64decode(data_b64, validate=True)  # checked once here, so a download cannot fail later
+        except ValueError as exc:
+            raise CorruptVaultError(f"vault content: file {name!r} data is not valid base64") from exc
         state.set_file(StoredFile(name, mime_type, data_b64, _b64_size(data_b64)))
     state.extras = doc
     return state
