@@ -114,6 +114,7 @@ def test_page_examples_run(page: Path, world: DocsWorld, start_server, secrets) 
     env.update(
         HOME=str(server.home),
         VAULT_ADDR=server.addr,
+        VAULT_PROXY_DATA_DIR=str(server.data_dir),
         VAULT_MASTER_PASSWORD=password,
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",

@@ -46,6 +46,29 @@ def test_bad_listen_value_is_a_clear_error(data_dir):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["lots", "-1", "nan"])
+def test_bad_audit_max_mb_is_a_clear_error(data_dir, value):
+    result = subprocess.run([*SERVER, "--audit-max-mb", value, "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 2
+    assert "Invalid value for '--audit-max-mb'" in result.stderr and "MiB" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not data_dir.exists()
+
+
+def test_audit_max_mb_flag_rotates_the_audit_log(start_server, secrets):
+    server = start_server(audit_max_mb="0.001")  # ~1 KiB: a few request lines per file
+    server.unlock(secrets.new("master-pw"))
+    for _ in range(20):
+        assert server.http.get("/services", headers=server.admin_headers()).status_code == 200
+    server.stop()
+    rotated = sorted(server.data_dir.glob("audit.jsonl.*"))
+    assert len(rotated) >= 3, rotated
+    assert all(path.stat().st_size < 4096 for path in rotated)
+    verified = server.cli("audit", "verify", "--password-stdin", str(server.audit_path), input=server.password + "\n")
+    assert verified.returncode == 0 and verified.stdout.startswith("OK: "), verified.stdout + verified.stderr
+
+
 def test_serves_https_with_cert_and_key(data_dir, tmp_path):
     cert, key, ca_pem = write_tls_files(tmp_path)
     port = free_port()

@@ -15,6 +15,7 @@ and the first line of the new file chains to the last line of the old one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -69,18 +70,35 @@ def _json_head(time_text: str, entry: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
-def audit_max_bytes(environ: Mapping[str, str] = os.environ) -> int | None:
-    """The rotation size: ``VAULT_PROXY_AUDIT_MAX_MB`` (MiB, decimals allowed; 0 = never), default 100.
+def parse_max_mb(text: str) -> float:
+    """A rotation size in MiB as given to ``--audit-max-mb`` (decimals allowed; 0 = never rotate)."""
+    try:
+        megabytes = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of MiB") from None
+    if not math.isfinite(megabytes) or megabytes < 0:
+        raise ValueError(f"{text!r} must be a number of MiB >= 0 (0 = never rotate)")
+    return megabytes
 
-    Read from the environment because the ``--audit-max-mb`` flag (same variable, via click's
-    ``auto_envvar_prefix``) is not in ``server/main.py`` yet.
+
+def rotation_bytes(megabytes: float) -> int | None:
+    """``AuditLog``'s ``max_bytes`` for a size in MiB: None (never rotate) for 0, else at least 1 byte."""
+    return max(1, int(megabytes * MIB)) if megabytes > 0 else None
+
+
+def audit_max_bytes(environ: Mapping[str, str] = os.environ) -> int | None:
+    """The rotation size from ``VAULT_PROXY_AUDIT_MAX_MB`` alone, default 100 MiB.
+
+    The server takes it from ``--audit-max-mb`` (the same variable, via click's ``auto_envvar_prefix``);
+    this is for code that opens an ``AuditLog`` without the server's flags.
     """
     text = environ.get(MAX_MB_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
     try:
-        megabytes = float(text) if text else DEFAULT_MAX_BYTES / MIB
-    except ValueError:
-        raise ValueError(f"{MAX_MB_ENV}={text!r} is not a number of MiB") from None
-    return max(1, int(megabytes * MIB)) if megabytes > 0 else None
+        return rotation_bytes(parse_max_mb(text))
+    except ValueError as exc:
+        raise ValueError(f"{MAX_MB_ENV}: {exc}") from None
 
 
 def rotated_path(path: Path, number: int) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from vault_proxy.cli.common import fail, master_password, note
+from vault_proxy.cli.common import default_data_dir, fail, master_password, note
 
 AUDIT_FILE_NAME = "audit.jsonl"
 VAULT_FILE_NAME = "vault.enc"
@@ -29,11 +29,7 @@ def _default_log() -> Path:
     configured = os.environ.get("VAULT_PROXY_AUDIT_LOG")
     if configured and configured != "-":
         return Path(configured).expanduser()
-    return _data_dir() / AUDIT_FILE_NAME
-
-
-def _data_dir() -> Path:
-    return Path(os.environ.get("VAULT_PROXY_DATA_DIR") or "~/.vault-proxy").expanduser()
+    return default_data_dir() / AUDIT_FILE_NAME
 
 
 @audit.command()
@@ -85,7 +81,7 @@ def verify(
 
 def _default_vault(log_path: Path) -> Path:
     beside = log_path.parent / VAULT_FILE_NAME
-    return beside if beside.exists() else _data_dir() / VAULT_FILE_NAME
+    return beside if beside.exists() else default_data_dir() / VAULT_FILE_NAME
 
 
 def _unwrap(vault_path: Path, password_stdin: bool) -> tuple[bytes, Any]:

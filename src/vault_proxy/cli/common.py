@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -171,3 +172,8 @@ def master_password(from_stdin: bool) -> str:
             fail("no password on stdin")
         return password
     return click.prompt("Master password", hide_input=True)
+
+
+def default_data_dir() -> Path:
+    """The server's data directory as its default sees it: $VAULT_PROXY_DATA_DIR, else ~/.vault-proxy."""
+    return Path(os.environ.get("VAULT_PROXY_DATA_DIR") or "~/.vault-proxy").expanduser()

@@ -31,6 +31,7 @@ COMMANDS = {
     "postgres": "sessions:postgres",
     "completion": "completion:completion",
     "audit": "audit:audit",
+    "recover": "recover:recover",
 }
 
 

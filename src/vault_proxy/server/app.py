@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..audit import AuditLog, audit_max_bytes
+from ..audit import AuditLog
+from ..audit.log import rotation_bytes
 from ..audit.vault_link import AuditVault
 from ..injectors import STATIC_AUTH_TYPES, injector_for
 from ..injectors.oauth import OAuthInjector
@@ -25,7 +26,8 @@ CLIENT_MAX_SIZE = 6 * 1024 * 1024
 
 
 def build_context(config: ServerConfig) -> AppContext:
-    store, audit = VaultStore(config.data_dir), AuditLog(config.audit_log, max_bytes=audit_max_bytes())
+    audit = AuditLog(config.audit_log, max_bytes=rotation_bytes(config.audit_max_mb))
+    store = VaultStore(config.data_dir)
     upstream = UpstreamClients(
         AddressPolicy(config.allow_private), config.ca_file, config.http_proxy, config.upstream_timeout
     )

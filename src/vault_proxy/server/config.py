@@ -68,6 +68,7 @@ class ServerConfig:
     ca_file: Path | None = None
     allow_private: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     audit_log: Path | None = None  # None: stderr only
+    audit_max_mb: float = 100.0  # rotation size of the audit log; 0 = never rotate
     max_request_mb: int = 10
     upstream_timeout: float = 300.0
 

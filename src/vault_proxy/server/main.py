@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from ..audit.log import parse_max_mb
 from ..durations import parse_duration
 from .config import DEFAULT_LISTEN, LISTEN_FORMS, ConfigError, Listener, ServerConfig
 
@@ -33,6 +34,13 @@ def _duration(_ctx, _param, value: str) -> float:
     if seconds > 366 * 86400:
         raise click.BadParameter("at most 366d")
     return seconds
+
+
+def _megabytes(_ctx, _param, value: str) -> float:
+    try:
+        return parse_max_mb(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _networks(_ctx, _param, values: tuple[str, ...]):
@@ -65,6 +73,8 @@ _LISTEN = _ListenType()
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="extra CA bundle for upstream TLS")
 @click.option("--allow-private", multiple=True, callback=_networks, help="CIDR upstreams may resolve to")
 @click.option("--audit-log", default=None, help="audit log path ('-' = stderr) [default: <data-dir>/audit.jsonl]")
+@click.option("--audit-max-mb", default="100", show_default=True, callback=_megabytes, metavar="MIB",
+              help="rotate the audit log at this size in MiB (decimals allowed; 0 = never)")  # fmt: skip
 @click.option("--max-request-mb", default=10, type=click.IntRange(1, 4096), show_default=True)
 @click.option(
     "--upstream-timeout",
@@ -93,6 +103,7 @@ def main(**opts) -> None:
         ca_file=Path(opts["ca_file"]) if opts["ca_file"] else None,
         allow_private=opts["allow_private"],
         audit_log=None if audit == "-" else Path(audit) if audit else data_dir / "audit.jsonl",
+        audit_max_mb=opts["audit_max_mb"],
         max_request_mb=opts["max_request_mb"],
         upstream_timeout=opts["upstream_timeout"],
     )

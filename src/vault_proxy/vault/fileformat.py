@@ -46,6 +46,19 @@ class WrongPasswordError(Exception):
     """Authentication failed: wrong password, or the file was altered."""
 
 
+class DamagedVaultError(VaultFormatError):
+    """The password unwrapped the data key, but the payload fails its GCM check (damaged content).
+
+    Only our format can tell this apart: the legacy format has no wrapped key, so there any
+    failure is a ``WrongPasswordError``.
+    """
+
+    detail = "the password is right but the content fails its integrity check"
+
+    def __init__(self) -> None:
+        super().__init__(f"vault file is damaged: {self.detail}")
+
+
 @dataclass(frozen=True)
 class KdfParams:
     """Argon2id cost parameters; the defaults are the product's (t=3, 64 MiB, p=4)."""
@@ -68,7 +81,7 @@ class KdfParams:
 DEFAULT_KDF = KdfParams()
 # Upper bounds when reading a header, so a crafted file cannot make unlock eat the machine.
 _MAX_ITERATIONS = 64
-_MAX_MEMORY_KIB = 4 * 1024 * 1024
+_MAX_MEMORY_KIB = 1024 * 1024  # 1 GiB: 16x our default; a crafted header must not OOM a small host
 _MAX_LANES = 64
 
 
@@ -125,7 +138,36 @@ def decrypt(blob: bytes, password: str) -> tuple[bytes, KeyMaterial | None]:
     return _decrypt_legacy(blob, password), None
 
 
-def _decrypt_current(blob: bytes, password: str) -> tuple[bytes, KeyMaterial]:
+@dataclass(frozen=True)
+class _Layout:
+    """Where the parts of a current-format file are (all checked against the file's length)."""
+
+    kdf: KdfParams
+    prefix_end: int  # magic .. salt: the wrap's associated data
+    header_end: int  # .. wrapped key: the payload's associated data
+
+    def salt(self, blob: bytes) -> bytes:
+        return blob[_PARAMS.size : self.prefix_end]
+
+    def unwrap(self, blob: bytes, password: str) -> bytes:
+        """The data key (``WrongPasswordError`` when the password, or the header, is wrong)."""
+        key = self.kdf.derive(password, self.salt(blob))
+        nonce_end = self.prefix_end + NONCE_LEN
+        nonce, wrapped = blob[self.prefix_end : nonce_end], blob[nonce_end : self.header_end]
+        try:
+            return AESGCM(key).decrypt(nonce, wrapped, blob[: self.prefix_end])
+        except InvalidTag as exc:
+            raise WrongPasswordError from exc
+
+    def open_payload(self, blob: bytes, data_key: bytes) -> bytes:
+        """The plaintext (``InvalidTag`` when the key does not fit or the file was altered)."""
+        nonce = blob[self.header_end : self.header_end + NONCE_LEN]
+        return AESGCM(data_key).decrypt(nonce, blob[self.header_end + NONCE_LEN :], blob[: self.header_end])
+
+
+def _layout(blob: bytes) -> _Layout:
+    if not is_current_format(blob):
+        raise VaultFormatError("not a vault file in the current format")
     if len(blob) < _PARAMS.size:
         raise VaultFormatError("vault file is truncated")
     _magic, version, kdf_id, t, m_kib, p, salt_len = _PARAMS.unpack_from(blob)
@@ -141,20 +183,31 @@ def _decrypt_current(blob: bytes, password: str) -> tuple[bytes, KeyMaterial]:
     header_end = salt_end + NONCE_LEN + WRAPPED_LEN
     if len(blob) < header_end + NONCE_LEN + 16:
         raise VaultFormatError("vault file is truncated")
-    prefix, salt = blob[:salt_end], blob[_PARAMS.size : salt_end]
-    wrap_nonce, wrapped = blob[salt_end : salt_end + NONCE_LEN], blob[salt_end + NONCE_LEN : header_end]
-    key = KdfParams(t, m_kib, p).derive(password, salt)
+    return _Layout(KdfParams(t, m_kib, p), salt_end, header_end)
+
+
+def _decrypt_current(blob: bytes, password: str) -> tuple[bytes, KeyMaterial]:
+    layout = _layout(blob)
+    data_key = layout.unwrap(blob, password)
     try:
-        data_key = AESGCM(key).decrypt(wrap_nonce, wrapped, prefix)
+        plaintext = layout.open_payload(blob, data_key)
+    except InvalidTag as exc:
+        raise DamagedVaultError from exc  # the key unwrapped: the password is right
+    return plaintext, KeyMaterial(data_key=data_key, header=blob[: layout.header_end])
+
+
+def decrypt_with_data_key(blob: bytes, data_key: bytes) -> bytes:
+    """Open a current-format file with an already known data key (no password, no Argon2).
+
+    ``vault-cli passwd`` keeps the data key and changes only its wrap, so the key from an older
+    copy still opens a file re-wrapped since; that tells "re-wrapped" from "damaged". Raises
+    ``VaultFormatError`` for a legacy or truncated file, ``WrongPasswordError`` when the key does
+    not open it (another key, or altered bytes).
+    """
+    try:
+        return _layout(blob).open_payload(blob, data_key)
     except InvalidTag as exc:
         raise WrongPasswordError from exc
-    material = KeyMaterial(data_key=data_key, header=blob[:header_end])
-    nonce = blob[header_end : header_end + NONCE_LEN]
-    try:
-        plaintext = AESGCM(data_key).decrypt(nonce, blob[header_end + NONCE_LEN :], material.header)
-    except InvalidTag as exc:
-        raise WrongPasswordError from exc
-    return plaintext, material
 
 
 def _decrypt_legacy(blob: bytes, password: str) -> bytes:

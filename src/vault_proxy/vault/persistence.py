@@ -30,7 +30,16 @@ def backup_path(path: Path) -> Path:
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
     """Replace ``path`` with the concatenation of ``chunks``, crash-safely."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    write_synced(tmp, chunks)
+    if path.exists():
+        _refresh_backup(path)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_synced(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``path`` (created 0600, truncated) and fsync it; the caller renames it into place."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
         for chunk in chunks:
             view = memoryview(chunk)
@@ -39,10 +48,6 @@ def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    if path.exists():
-        _refresh_backup(path)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _refresh_backup(path: Path) -> None:
@@ -60,7 +65,8 @@ def _refresh_backup(path: Path) -> None:
     os.replace(staging, backup)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make renames and links in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -16,6 +16,15 @@ from ..routing import endpoint
 
 log = logging.getLogger("vault_proxy.server")
 UNLOCK_FAILED = "unlock failed: wrong password or corrupted vault"
+# Only in the server log: the caller gets UNLOCK_FAILED whatever the cause.
+RECOVER_HINT = (
+    "vault.enc looks damaged: run 'vault-cli recover' to restore it from vault.enc.bak "
+    "(it keeps the damaged file; no need to stop the server)"
+)
+RESAVE_HINT = (
+    "vault.enc looks damaged, but this server holds the vault unlocked in memory: any save "
+    "(for example 'vault-cli lock') rewrites vault.enc from it"
+)
 
 
 def _password(body: dict, field: str) -> str:
@@ -49,7 +58,7 @@ async def _checked(context: AppContext, listener: str, attempt) -> None:
         except (WrongPasswordError, VaultFormatError, CorruptVaultError) as exc:
             lockout = context.throttle.record_failure(listener)
             if not isinstance(exc, WrongPasswordError):
-                log.warning("unlock failed: %s", exc)
+                log.warning("unlock failed: %s. %s", exc, RESAVE_HINT if context.store.unlocked else RECOVER_HINT)
             failures = context.throttle.failures(listener)
             if lockout:
                 log.warning("unlock locked out on %s for %ds after %d failures", listener, lockout, failures)
