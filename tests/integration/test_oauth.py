@@ -262,6 +262,10 @@ def test_cli_authorize_with_a_local_client_file_and_token_listing(proxy_env, pro
     assert row["token_status"] == "valid" and row["auth_type"] == "oauth2_client"
     table = server.cli("oauth2", "tokens", env=env)
     assert name in table.stdout and "valid" in table.stdout
+    again = server.cli("oauth2", "authorize", "--client-secret-file", str(local), "--service", name,
+                       "--base-url", provider.api_url, "--scope", "read", env=env)  # fmt: skip
+    assert again.returncode == 1
+    assert again.stderr == f'error: service "{name}" already exists (add --overwrite to replace it)\n'
 
 
 def test_proactive_refresh_before_expiry_and_none_after_delete(proxy_env, provider):

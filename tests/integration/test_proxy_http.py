@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 
 import httpx
 import pytest
@@ -103,6 +104,32 @@ def test_url_token_with_reserved_characters_stays_one_segment(proxy_env):
     resp = proxy_env.call("GET", name, f"/echo/{marker}")
     assert resp.status_code == 200, resp.text
     assert proxy_env.upstream.only(marker).raw_path == f"/t/{encoded}/echo/{marker}"
+
+
+def test_url_token_in_query_arrives_as_one_exact_value(proxy_env):
+    """'+', '&', '=' and ';' mean something in a query: the token is percent-encoded there, so the
+    upstream decodes exactly the stored token (a '+' left as is would arrive as a space, unscrubbed)."""
+    token = f"urltok-{uuid.uuid4().hex[:12]}+a&b=c;d"
+    proxy_env.secrets.add(token, token.replace("+", " "))  # also as a form parser would misread it
+    name = proxy_env.add(
+        {"type": "url", "token": token}, base_url=f"{proxy_env.upstream.url}/t/{{token}}?key={{token}}"
+    )
+    marker = unique("urlq")
+    resp = proxy_env.call("GET", name, f"/echo/{marker}")
+    assert resp.status_code == 200, resp.text
+    seen = proxy_env.upstream.only(marker)
+    path, query = seen.raw_path.split("?", 1)
+    assert query == "key=" + token.replace("+", "%2B").replace("&", "%26").replace("=", "%3D").replace(";", "%3B")
+    assert path.startswith(f"/t/{token}/")  # in the path, RFC 3986 pchars stay as they are
+    assert resp.json()["echo"]["Token"] == "[REDACTED]"  # the upstream parsed exactly the token: scrubbed
+
+
+def test_unusable_url_from_token_is_refused_without_the_token(proxy_env):
+    """A token that makes the URL's host invalid: the 403's cause in the audit log is masked."""
+    name = proxy_env.add({"type": "url", "token": "127.1"}, base_url="https://{token}/v1")
+    assert_error(proxy_env.call("GET", name, "/x"), 403, "upstream address not allowed")
+    (entry,) = proxy_env.proxy_audit(name)
+    assert "127.1" not in entry["error"] and "***" in entry["error"], entry
 
 
 # --------------------------------------------------------------------------- request headers

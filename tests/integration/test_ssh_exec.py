@@ -294,6 +294,18 @@ def test_websocket_shell_runs_a_command_and_resizes(proxy_env, sshd):
     assert refused.status_code == 401
 
 
+@pytest.mark.parametrize("limit", [{"ssh_allowed_commands": ["uptime"]}, {"ssh_allowed_paths": ["/tmp"]}])
+def test_websocket_shell_refused_on_a_restricted_service(proxy_env, sshd, limit):
+    """A shell runs anything, so it would bypass an allowlist: refused before any connection upstream."""
+    name = _ssh_service(proxy_env, sshd, **limit)
+    headers = {"Authorization": f"Bearer {proxy_env.token()}", "Connection": "Upgrade", "Upgrade": "websocket",
+               "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+    resp = proxy_env.server.http.get(f"/ssh/{name}/session", headers=headers)
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["error"] == "interactive shell not allowed: this service restricts commands or paths"
+    assert "ssh_host_key_fingerprint" not in _info(proxy_env, name)  # no connection was made
+
+
 def test_websocket_shell_on_unknown_service_is_a_json_404(proxy_env):
     resp = proxy_env.server.http.get("/ssh/nope/session", headers={"Authorization": f"Bearer {proxy_env.token()}"})
     assert resp.status_code == 404 and resp.json()["error"] == 'service "nope" not found'

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from vault_proxy.cli.common import App, expires_text, pass_app, print_json, print_table
+from vault_proxy.cli.common import App, expires_text, fail, pass_app, print_json, print_table
+from vault_proxy.client.errors import VaultError
 
 
 @click.group()
@@ -46,7 +47,12 @@ def authorize(
     if local.is_file():
         client.upload_file(local.name, local.read_bytes(), "application/json")
         secret_file = local.name
-    started = client.oauth2_authorize(secret_file, service_name, base_url, scopes, redirect_uri, overwrite)
+    try:
+        started = client.oauth2_authorize(secret_file, service_name, base_url, scopes, redirect_uri, overwrite)
+    except VaultError as err:
+        if err.status_code != 409:
+            raise
+        fail(f'service "{service_name}" already exists (add --overwrite to replace it)')
     click.echo(started["auth_url"])
     click.echo(f"Open the URL above and approve; the service \"{service_name}\" is created when the browser "
                f"returns to {started['redirect_uri']} (valid 5 minutes, once).", err=True)  # fmt: skip

@@ -12,6 +12,20 @@ from .credential import Credential
 # Characters allowed unencoded in a URL path segment (RFC 3986 pchar minus '%'), so a token lands in
 # the URL as one segment and cannot add a path, query or fragment.
 _PCHAR_SAFE = "-._~!$&'()*+,;=:@"
+# In the query only unreserved characters stay as they are: '&', '=', '+' and ';' mean something there
+# (a '+' is read as a space), so a token in ``?key={token}`` must arrive as exactly one value.
+_QUERY_SAFE = "-._~"
+
+
+def _token_forms(token: str) -> tuple[str, str]:
+    """The token as it goes into a URL path, and into a query string."""
+    return quote(token, safe=_PCHAR_SAFE), quote(token, safe=_QUERY_SAFE)
+
+
+def _fill_url(base_url: str, token: str) -> str:
+    in_path, in_query = _token_forms(token)
+    path, mark, query = base_url.partition("?")
+    return path.replace("{token}", in_path) + mark + query.replace("{token}", in_query)
 
 
 class BearerInjector:
@@ -44,9 +58,8 @@ class UrlInjector:
 
     async def credential(self, service: Service) -> Credential:
         token = reveal(service.auth.token)
-        encoded = quote(token, safe=_PCHAR_SAFE)
-        secrets = (token, encoded) if encoded != token else (token,)
-        return Credential(service.base_url.replace("{token}", encoded), (), secrets)
+        secrets = tuple(dict.fromkeys((token, *_token_forms(token))))
+        return Credential(_fill_url(service.base_url, token), (), secrets)
 
 
 def mask_url_token(service: Service, text: str) -> str:
@@ -54,7 +67,7 @@ def mask_url_token(service: Service, text: str) -> str:
     if service.auth.type != "url":
         return text
     token = reveal(service.auth.token)
-    for form in (token, quote(token, safe=_PCHAR_SAFE)):
+    for form in sorted({token, *_token_forms(token)}, key=len, reverse=True):
         if form:
             text = text.replace(form, "***")
     return text

@@ -145,20 +145,26 @@ def _classify(exc: BaseException, stats: CallStats, plan: CallPlan) -> ProxyErro
         if isinstance(current, (ProxyError,)):
             return current
         if isinstance(current, AddressNotAllowed):
-            return AddressRefused(str(current))
+            return AddressRefused(_masked(str(current), plan))
         if isinstance(current, aiohttp.InvalidUrlClientError):  # e.g. legacy numeric hosts like 127.1
-            return AddressRefused(f"{type(current).__name__}: {current}")
+            return AddressRefused(_masked(f"{type(current).__name__}: {current}", plan))
         current = current.__cause__ or current.__context__ or getattr(current, "os_error", None)
     if stats.bytes_in > plan.max_request_bytes:
         return BodyTooLarge(plan.max_request_bytes // MIB)
-    cause = f"{type(exc).__name__}: {exc}"
-    for secret in plan.credential.secrets:
-        cause = cause.replace(secret, "***")
+    cause = _masked(f"{type(exc).__name__}: {exc}", plan)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamTimeout(cause)
     if isinstance(exc, ResolveFailed):
         return UpstreamFailed(cause)
     return UpstreamFailed(cause)
+
+
+def _masked(text: str, plan: CallPlan) -> str:
+    """``text`` with every form of the service's secrets replaced by ``***`` (it goes to the audit log)."""
+    for secret in sorted(plan.credential.secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 async def _relay(

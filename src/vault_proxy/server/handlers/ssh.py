@@ -183,7 +183,10 @@ def _term_size(request: web.Request) -> tuple[int, int]:
 @endpoint("ssh.session", "proxy")
 async def shell_session(request: web.Request) -> web.StreamResponse:
     """``GET /ssh/{name}/session?cols=&rows=``: a WebSocket to a PTY shell on the host."""
-    service, _auth = ssh_service(request)
+    service, auth = ssh_service(request)
+    if auth.ssh_allowed_commands or auth.ssh_allowed_paths:
+        # A shell runs anything: it would bypass the allowlist the operator set for this service.
+        raise Forbidden("interactive shell not allowed: this service restricts commands or paths")
     cols, rows = _term_size(request)
     context = ctx(request)
     audit = request["audit_extra"] = {"service": service.name}
