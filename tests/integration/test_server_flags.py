@@ -126,3 +126,10 @@ def test_start_line_names_address_and_data_dir(start_server):
     log = server.log_text()
     assert f"listening on http://127.0.0.1:{server.port}" in log
     assert str(server.data_dir) in log
+
+
+def test_running_server_writes_no_core_file(server):
+    """The hardening runs in the real server process: its core-file limit is 0 (and it is not dumpable)."""
+    limits = Path(f"/proc/{server.proc.pid}/limits").read_text().splitlines()
+    core = next(line for line in limits if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core

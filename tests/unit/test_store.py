@@ -64,6 +64,17 @@ async def test_save_keeps_previous_version_as_bak(tmp_path):
     assert not (tmp_path / "vault.enc.tmp").exists()
 
 
+async def test_bak_is_private_even_when_vault_enc_was_copied_in_open(tmp_path):
+    """A vault.enc copied in with 0644 (a migration) must not leave a world-readable .bak behind."""
+    store = VaultStore(tmp_path)
+    await store.unlock(PASSWORD)
+    await put(store, "one")
+    (tmp_path / "vault.enc").chmod(0o644)
+    await put(store, "two")
+    assert (tmp_path / "vault.enc.bak").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "vault.enc").stat().st_mode & 0o777 == 0o600
+
+
 async def test_missing_vault_enc_is_restored_from_bak_not_recreated(tmp_path):
     store = VaultStore(tmp_path)
     await store.unlock(PASSWORD)

@@ -109,6 +109,9 @@ def main(**opts) -> None:
     )
     try:
         config.validate()
+        from .hardening import harden_process
+
+        harden_process()  # before the vault can hold a secret
         serve(config)
     except ConfigError as exc:
         click.echo(f"vault-server: {exc}", err=True)

@@ -57,6 +57,8 @@ def _refresh_backup(path: Path) -> None:
         staging.unlink()
     try:
         os.link(path, staging)
+        if os.stat(staging).st_mode & 0o777 != FILE_MODE:  # e.g. a vault.enc copied in with 0644
+            os.chmod(staging, FILE_MODE)
     except OSError:  # file systems without hard links: copy instead
         shutil.copyfile(path, staging)
         os.chmod(staging, FILE_MODE)
