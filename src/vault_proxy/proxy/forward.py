@@ -29,9 +29,12 @@ from .errors import (
     UpstreamTimeout,
 )
 from .headers import caller_response_headers, upstream_request_headers
+from .http1 import UpstreamResponse
 from .scrubber import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, Scrubber
 from .target import rewrite_location
 from .upstream import UpstreamClients
+
+UpstreamAnswer = UpstreamResponse | aiohttp.ClientResponse  # the lean pool's, or aiohttp's behind --http-proxy
 
 MIB = 1024 * 1024
 # Bodies up to this size with a known length are read whole and answered with one write.
@@ -83,9 +86,7 @@ async def forward(
     try:
         if clients.http_proxy:
             await clients.precheck(url.raw_host or "", url.port or 443, plan.homelab)
-        async with clients.session(plan.homelab).request(
-            request.method, url, headers=headers, data=body, allow_redirects=False
-        ) as upstream:
+        async with clients.open(request.method, url, headers, body, plan.homelab) as upstream:
             stats.upstream_status = upstream.status
             return await _relay(request, upstream, plan, stats, abort)
     except asyncio.CancelledError:
@@ -168,7 +169,7 @@ def _masked(text: str, plan: CallPlan) -> str:
 
 
 async def _relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, plan: CallPlan, stats: CallStats, abort: _RelayAbort
+    request: web.Request, upstream: UpstreamAnswer, plan: CallPlan, stats: CallStats, abort: _RelayAbort
 ) -> web.StreamResponse:
     scrubber = plan.scrubber
     if plan.jar is not None:
@@ -213,7 +214,7 @@ async def _relay(
 
 async def _pump(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamAnswer,
     response: web.StreamResponse,
     plan: CallPlan,
     stats: CallStats,

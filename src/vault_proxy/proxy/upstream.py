@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
 from ..netguard import AddressPolicy, GuardedResolver, guarded_socket_factory, resolve_checked
+from .http1 import LeanUpstream
 
 CONNECT_TIMEOUT = 10.0
 # Waiting for response headers and idle time between body chunks: long LLM generations must work.
@@ -43,6 +49,19 @@ class UpstreamClients:
         self.http_proxy = http_proxy
         self.tls = tls_context(ca_file)
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self.lean = LeanUpstream(self.policy_for, self.tls, read_timeout=read_timeout, connect_timeout=CONNECT_TIMEOUT)
+
+    def open(
+        self, method: str, url: URL, headers: CIMultiDict[str], body: AsyncIterator[bytes] | None, homelab: bool
+    ) -> AbstractAsyncContextManager[Any]:
+        """One upstream exchange: ``async with clients.open(...) as response``.
+
+        Direct calls use the lean HTTP/1.1 pool (proxy/http1.py); behind ``--http-proxy``, aiohttp's
+        client, which speaks to the proxy.
+        """
+        if self.http_proxy:
+            return self.session(homelab).request(method, url, headers=headers, data=body, allow_redirects=False)
+        return self.lean.open(method, url, headers, body, homelab)
 
     def session(self, homelab: bool) -> aiohttp.ClientSession:
         session = self._sessions.get(homelab)
@@ -81,6 +100,7 @@ class UpstreamClients:
         )
 
     async def close(self) -> None:
+        await self.lean.close()
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
