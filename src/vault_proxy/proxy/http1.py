@@ -28,6 +28,7 @@ __all__ = ["LeanUpstream", "UpstreamClosed", "UpstreamProtocolError", "UpstreamR
 IDLE_REUSE = 50.0  # seconds a pooled connection may sit idle and still be reused
 MAX_IDLE_PER_HOST = 64
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 §9.2.2
 
 
 class _Exchange:
@@ -106,9 +107,12 @@ class LeanUpstream:
                     response = await conn.wait_head()
                 except UpstreamClosed:
                     conn.close()
-                    # A pooled connection the upstream had just closed: safe to retry when only the head was sent.
-                    if attempt == 1 and reused and body is None and not conn.got_data:
+                    # A pooled connection the upstream closed just before our request: retried once on a
+                    # new connection, for an idempotent request without a body that got no answer at all.
+                    if attempt == 1 and reused and writer is None and method in _IDEMPOTENT and not conn.got_data:
                         continue
+                    if writer is not None:
+                        writer.cancel()
                     raise
                 except BaseException:
                     conn.close()
