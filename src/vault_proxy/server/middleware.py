@@ -14,6 +14,7 @@ from ..tokens import TokenError, TokenRecord
 from .bodies import json_response
 from .context import CONTEXT, AppContext
 from .errors import ApiError, Forbidden, Unauthorized, VaultLocked
+from .request_keys import AUDIT_EXTRA, CALL_STATS, TOKEN, TOKEN_HEADER
 from .routing import Endpoint
 
 log = logging.getLogger("vault_proxy.server")
@@ -68,8 +69,8 @@ def _authenticate(request: web.Request, context: AppContext, scope: str) -> Toke
         raise VaultLocked()
     if scope == "admin" and not record.is_admin:
         raise Forbidden("admin scope required")
-    request["token"] = record
-    request["token_header"] = header
+    request[TOKEN] = record
+    request[TOKEN_HEADER] = header
     return record
 
 
@@ -94,14 +95,14 @@ async def vault_middleware(request: web.Request, handler) -> web.StreamResponse:
     if not response.prepared:
         response.headers.update(RESPONSE_HEADERS)  # replaces any value a handler set
     if meta is not None and meta.audited:
-        stats = request.get("audit") if meta.action == "proxy" else None
+        stats = request.get(CALL_STATS) if meta.action == "proxy" else None
         if stats is not None and record is not None:  # the hot path: one preformatted line
             context.audit.proxy_call(
                 record.id_prefix[:8], record.scope, request.match_info["name"], request.method, request.path,
                 response.status, time.perf_counter() - started, stats,
             )  # fmt: skip
         else:  # e.g. unlock sets the token it minted
-            record = record or request.get("token")
+            record = record or request.get(TOKEN)
             context.audit.write(_audit_entry(request, meta, record, response, started, stats))
     return response
 
@@ -130,7 +131,7 @@ def _audit_entry(
     if stats is None:
         if response.content_length is not None:
             entry["bytes"] = response.content_length
-        extra = request.get("audit_extra")  # a handler's own fields (e.g. the SSH command and exit code)
+        extra = request.get(AUDIT_EXTRA)  # a handler's own fields (e.g. the SSH command and exit code)
         if extra:
             entry.update((key, value) for key, value in extra.items() if value is not None)
         return entry

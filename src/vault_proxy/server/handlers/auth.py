@@ -12,6 +12,7 @@ from ...vault.store import CorruptVaultError, PasswordTooShortError
 from ..bodies import json_response, read_json_object
 from ..context import AppContext, ctx
 from ..errors import BadRequest, TooManyRequests, Unauthorized
+from ..request_keys import TOKEN
 from ..routing import endpoint
 
 log = logging.getLogger("vault_proxy.server")
@@ -82,7 +83,7 @@ async def unlock(request: web.Request) -> web.Response:
         log.info("created a new vault in %s", context.store.data_dir)
     context.oauth.resume(context.store.services.values())
     token, record = context.tokens.mint("admin")
-    request["token"] = record
+    request[TOKEN] = record
     return json_response(context.tokens.token_object(token, record))
 
 

@@ -6,6 +6,7 @@ from ...oauth.manager import OAUTH_TYPES
 from ...vault.info import token_status
 from ..bodies import json_response
 from ..context import ctx
+from ..request_keys import TOKEN
 from ..routing import endpoint
 
 
@@ -17,7 +18,7 @@ async def health(request: web.Request) -> web.Response:
 @endpoint("health.tokens", "proxy")
 async def token_health(request: web.Request) -> web.Response:
     """Expiry and status of every OAuth / service-account token the caller may use (no token values)."""
-    record = request["token"]
+    record = request[TOKEN]
     services = ctx(request).store.services
     rows = []
     for name in sorted(services):

@@ -10,6 +10,7 @@ from ...proxy.target import proxied_tail
 from ...vault.models import HTTP_AUTH_TYPES
 from ..context import ctx
 from ..errors import ApiError, BadRequest
+from ..request_keys import CALL_STATS, TOKEN_HEADER
 from ..routing import endpoint
 from .services import visible_service
 
@@ -32,7 +33,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if injector is None:
         raise BadRequest(f'service "{name}" uses {kind} auth, which this server cannot inject yet')
     stats = CallStats()
-    request["audit"] = stats
+    request[CALL_STATS] = stats
     try:
         prepared = context.prepared.cached(service)
         if prepared is None:
@@ -45,7 +46,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             scrubber=prepared.scrubber,
             homelab=service.tls_skip_verify,
             max_request_bytes=(service.max_request_mb or context.config.max_request_mb) * MIB,
-            token_header=request["token_header"],
+            token_header=request[TOKEN_HEADER],
             jar=context.cookie_jars.for_service(name) if service.session_cookies else None,
         )
         return await forward(request, plan, context.upstream, stats)

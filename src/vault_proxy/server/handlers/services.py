@@ -10,13 +10,14 @@ from ...vault.validation import ServiceValidationError, parse_service
 from ..bodies import json_response, read_json_object
 from ..context import AppContext, ctx
 from ..errors import BadRequest, NotFound
+from ..request_keys import TOKEN
 from ..routing import endpoint
 
 
 def visible_service(request: web.Request, name: str) -> Service:
     """The named service, if it exists and the caller's token may see it (404 otherwise, alike)."""
     service = ctx(request).store.services.get(name)
-    record = request["token"]
+    record = request[TOKEN]
     if service is None or not record.may_use(name):
         raise NotFound(f'service "{name}" not found')
     return service
@@ -30,7 +31,7 @@ def _info(context: AppContext, service: Service) -> dict:
 
 @endpoint("service.list", "proxy")
 async def list_services(request: web.Request) -> web.Response:
-    record = request["token"]
+    record = request[TOKEN]
     services = ctx(request).store.services
     context = ctx(request)
     return json_response([_info(context, services[n]) for n in sorted(services) if record.may_use(n)])

@@ -17,6 +17,7 @@ from ...vault.models import ImapAuth, PostgresAuth, RedisAuth, Service, SmtpAuth
 from ..bodies import json_response
 from ..context import AppContext, ctx
 from ..errors import ApiError, BadRequest
+from ..request_keys import AUDIT_EXTRA
 from ..routing import endpoint
 from .services import visible_service
 
@@ -104,7 +105,7 @@ def _session_endpoint(proto: str):
             raise BadRequest(f'service "{service.name}" uses {service.auth.type} auth, not {proto}')
         timeout = _timeout(request)
         context = ctx(request)
-        audit = request["audit_extra"] = {"service": service.name}
+        audit = request[AUDIT_EXTRA] = {"service": service.name}
         try:
             upstream, handshake = await _open(context, proto, service)
         except SessionError as exc:

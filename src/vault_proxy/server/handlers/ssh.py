@@ -19,6 +19,7 @@ from ...vault.models import Service, SshKeyAuth
 from ..bodies import json_response, read_json_object
 from ..context import AppContext, ctx
 from ..errors import ApiError, BadRequest, Forbidden
+from ..request_keys import AUDIT_EXTRA
 from ..routing import endpoint
 from .services import visible_service
 
@@ -55,7 +56,7 @@ async def exec_command(request: web.Request) -> web.Response:
     if len(command) > MAX_COMMAND_LEN:
         raise BadRequest(f"command too long (max {MAX_COMMAND_LEN} characters)")
     timeout = _timeout(body)
-    audit = request["audit_extra"] = {"service": service.name, "command": command[:AUDIT_COMMAND_CHARS]}
+    audit = request[AUDIT_EXTRA] = {"service": service.name, "command": command[:AUDIT_COMMAND_CHARS]}
     if not command_allowed(command, auth.ssh_allowed_commands):
         raise Forbidden("command not in allowed list for this service")
     context = ctx(request)
@@ -109,7 +110,7 @@ async def upload_file(request: web.Request) -> web.Response:
     reader = await request.multipart()
     fields: dict[str, str] = {}
     context = ctx(request)
-    audit = request["audit_extra"] = {"service": service.name}
+    audit = request[AUDIT_EXTRA] = {"service": service.name}
     while (part := await reader.next()) is not None:
         if part.name != "file":
             fields[part.name or ""] = await _field(part)
@@ -140,7 +141,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     service, auth = ssh_service(request)
     body = await read_json_object(request)
     context = ctx(request)
-    audit = request["audit_extra"] = {"service": service.name, "remote_path": str(body.get("remote_path"))[:200]}
+    audit = request[AUDIT_EXTRA] = {"service": service.name, "remote_path": str(body.get("remote_path"))[:200]}
     async with _ssh_errors(context, service, audit):
         conn = await context.ssh.connection(service)
         async with conn.start_sftp_client() as sftp:
@@ -189,7 +190,7 @@ async def shell_session(request: web.Request) -> web.StreamResponse:
         raise Forbidden("interactive shell not allowed: this service restricts commands or paths")
     cols, rows = _term_size(request)
     context = ctx(request)
-    audit = request["audit_extra"] = {"service": service.name}
+    audit = request[AUDIT_EXTRA] = {"service": service.name}
     try:
         conn = await context.ssh.connection(service)  # before the upgrade, so failures are plain JSON errors
     except SshError as exc:
