@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from vault_proxy.vault import fileformat
 from vault_proxy.vault.fileformat import KdfParams, VaultFormatError, WrongPasswordError
-from vault_proxy.vault.store import CorruptVaultError, _parse_plaintext
+from vault_proxy.vault.store import CorruptVaultError, parse_plaintext
 
 FAST = KdfParams(iterations=1, memory_kib=64, lanes=1)
 CLEAN_ERRORS = (VaultFormatError, WrongPasswordError)
@@ -142,7 +142,7 @@ def test_decrypted_content_of_any_shape_loads_or_is_a_corrupt_vault(document) ->
     import json
 
     try:
-        state = _parse_plaintext(json.dumps(document).encode())
+        state = parse_plaintext(json.dumps(document).encode())
     except CorruptVaultError as exc:
         assert str(exc)
         return

@@ -163,10 +163,10 @@ async def test_change_password_rewraps(tmp_path):
 def test_file_with_invalid_base64_is_a_corrupt_vault_naming_it():
     import json
 
-    from vault_proxy.vault.store import CorruptVaultError, _parse_plaintext
+    from vault_proxy.vault.store import CorruptVaultError, parse_plaintext
 
     good = {"files": {"key": {"name": "key", "mime_type": "text/plain", "data": "aGVsbG8="}}}
-    assert _parse_plaintext(json.dumps(good).encode()).files["key"].size == 5
+    assert parse_plaintext(json.dumps(good).encode()).files["key"].size == 5
     bad = {"files": {"key": {"name": "key", "mime_type": "text/plain", "data": "not base64!"}}}
     with pytest.raises(CorruptVaultError, match="file 'key' data is not valid base64"):
-        _parse_plaintext(json.dumps(bad).encode())
+        parse_plaintext(json.dumps(bad).encode())

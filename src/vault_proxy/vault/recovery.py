@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import fileformat
 from .persistence import FILE_MODE, backup_path, fsync_dir, write_synced
-from .store import VAULT_FILE, CorruptVaultError, _parse_plaintext
+from .store import VAULT_FILE, CorruptVaultError, parse_plaintext
 
 DAMAGED_INFIX = ".damaged-"
 
@@ -164,7 +164,7 @@ def _check(path: Path, blob: bytes | None, password: str) -> tuple[FileCheck, by
     except fileformat.VaultFormatError as exc:
         return FileCheck(path, Status.UNREADABLE, str(exc), digest=digest), None
     try:
-        state = _parse_plaintext(plaintext)  # the same reading as unlock's
+        state = parse_plaintext(plaintext)  # the same reading as unlock's
     except CorruptVaultError as exc:
         return FileCheck(path, Status.DAMAGED, str(exc), digest=digest), None
     services = len(state.services) + len(state.unparsed_services)

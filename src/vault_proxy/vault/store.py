@@ -119,7 +119,7 @@ def _b64_size(data_b64: str) -> int:
     return len(data_b64) * 3 // 4 - data_b64[-2:].count("=")
 
 
-def _parse_plaintext(plaintext: bytes) -> _State:
+def parse_plaintext(plaintext: bytes) -> _State:
     try:
         doc = json.loads(plaintext)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -214,7 +214,7 @@ class VaultStore:
                 raise PasswordTooShortError(f"password must be at least {MIN_PASSWORD_LEN} characters")
             return fileformat.new_key_material(password), _State(), True, True
         plaintext, key = fileformat.decrypt(source.read_bytes(), password)
-        state = _parse_plaintext(plaintext)
+        state = parse_plaintext(plaintext)
         # Legacy files get our format on first unlock; a vault opened from .bak is restored now.
         needs_save = key is None or source != self.path
         if key is None:
