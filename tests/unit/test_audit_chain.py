@@ -97,12 +97,16 @@ def test_proxy_line_keeps_its_fields(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
     log.set_key(KEY)
-    stats = SimpleNamespace(bytes_out=12, bytes_in=3, upstream_status=200, redactions=1, error='x"y', truncated=True)
+    stats = SimpleNamespace(
+        bytes_out=12, bytes_in=3, upstream_status=200, redactions=1, error='x"y', truncated=True,
+        origin="https://api.example.com:443",
+    )  # fmt: skip
     log.proxy_call("abcd1234", "proxy", "svc", "GET", "/proxy/svc/a", 200, 0.0123456, stats)
     log.close()
     entry = json.loads(path.read_text())
     assert entry["action"] == "proxy" and entry["duration_ms"] == 12.345 and entry["error"] == 'x"y'
     assert entry["truncated"] is True and entry["seq"] == 1 and "mac" not in entry
+    assert entry["upstream"] == "https://api.example.com:443"  # the origin dialled (SPEC §9)
     assert verdict(path) == "OK"
 
 

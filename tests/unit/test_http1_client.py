@@ -1,4 +1,4 @@
-"""The lean upstream client (proxy/http1.py) against scripted HTTP peers on 127.0.0.1.
+"""The lean upstream client (outbound/http1.py) against scripted HTTP peers on 127.0.0.1.
 
 Each peer is a real asyncio TCP server that reads the request and answers with bytes the test
 chooses, so framing, reuse and the limits are checked on the wire, not against a mock.
@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from multidict import CIMultiDict
-from yarl import URL
 
 from vault_proxy.netguard import AddressNotAllowed, AddressPolicy
-from vault_proxy.proxy import http1_connection
-from vault_proxy.proxy.http1 import LeanUpstream, UpstreamClosed, UpstreamProtocolError
-from vault_proxy.proxy.http1_connection import UpstreamReadTimeout
-from vault_proxy.proxy.upstream import tls_context
+from vault_proxy.outbound import http1_connection
+from vault_proxy.outbound.clients import tls_context
+from vault_proxy.outbound.destination import Destination, Origin
+from vault_proxy.outbound.http1 import LeanUpstream, UpstreamClosed, UpstreamProtocolError
+from vault_proxy.outbound.http1_connection import UpstreamReadTimeout
 
 LOOPBACK = AddressPolicy(allow_private=(ipaddress.ip_network("127.0.0.0/8"),))
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -56,15 +56,15 @@ class Peer:
         finally:
             writer.close()
 
-    def url(self, path: str = "/x") -> URL:
-        return URL(f"http://127.0.0.1:{self.port}{path}", encoded=True)  # as forward.py builds them
+    def url(self, path: str = "/x") -> Destination:
+        return Destination(Origin("http", "127.0.0.1", self.port), path)  # as the proxy builds them
 
 
 def pool(read_timeout: float = 5.0) -> LeanUpstream:
     return LeanUpstream(lambda homelab: LOOPBACK, tls_context(None), read_timeout=read_timeout, connect_timeout=5.0)
 
 
-async def fetch(client: LeanUpstream, url: URL, method: str = "GET", body=None, headers=None) -> tuple[int, bytes]:
+async def fetch(client: LeanUpstream, url: Destination, method: str = "GET", body=None, headers=None) -> tuple[int, bytes]:
     async with client.open(method, url, CIMultiDict(headers or {}), body, True) as response:
         return response.status, await response.read()
 
@@ -243,4 +243,4 @@ async def test_line_break_in_a_header_value_is_refused_before_sending() -> None:
 async def test_refused_address_never_dials() -> None:
     client = LeanUpstream(lambda homelab: AddressPolicy(), tls_context(None), read_timeout=5, connect_timeout=5)
     with pytest.raises(AddressNotAllowed):
-        await fetch(client, URL("http://127.0.0.1:9/x"))
+        await fetch(client, Destination(Origin("http", "127.0.0.1", 9), "/x"))

@@ -56,8 +56,8 @@ def test_non_static_credentials_are_not_kept():
 
 def test_url_memo_is_bounded_and_keeps_encoding():
     prepared = _prepare(PreparedServices(), _service("token-one-1234"))
-    assert str(prepared.url_for("/a%2Fb?q=%3F")) == "https://api.example.com/v1/a%2Fb?q=%3F"
-    assert prepared.url_for("/a%2Fb?q=%3F") is prepared.url_for("/a%2Fb?q=%3F")
+    assert str(prepared.destination("/a%2Fb?q=%3F").url) == "https://api.example.com/v1/a%2Fb?q=%3F"
+    assert prepared.destination("/a%2Fb?q=%3F") is prepared.destination("/a%2Fb?q=%3F")
     for i in range(MAX_REMEMBERED_URLS + 10):
-        prepared.url_for(f"/item/{i}")
+        prepared.destination(f"/item/{i}")
     assert len(prepared._urls) <= MAX_REMEMBERED_URLS

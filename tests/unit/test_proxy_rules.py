@@ -10,8 +10,9 @@ from yarl import URL
 
 from vault_proxy.injectors import injector_for
 from vault_proxy.injectors.static import mask_url_token
+from vault_proxy.outbound.destination import resolve
 from vault_proxy.proxy.headers import caller_response_headers, upstream_request_headers
-from vault_proxy.proxy.target import proxied_tail, rewrite_location, upstream_url
+from vault_proxy.proxy.target import proxied_tail, rewrite_location
 from vault_proxy.vault.validation import ServiceValidationError, parse_service
 
 
@@ -84,7 +85,7 @@ def test_response_headers_rules():
     ],
 )
 def test_upstream_url_keeps_the_callers_encoding(base, raw, expected):
-    assert str(upstream_url(base, proxied_tail(raw, "s"))) == expected
+    assert str(resolve(base, proxied_tail(raw, "s")).url) == expected
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,8 @@ class AuditLog:
             f'"status":{status},"duration_ms":{milliseconds(duration)},"bytes":{stats.bytes_out},'
             f'"bytes_in":{stats.bytes_in}'
         )
+        if stats.origin:
+            line += f',"upstream":{_json_str(stats.origin)}'
         if stats.upstream_status is not None:
             line += f',"upstream_status":{stats.upstream_status}'
         if stats.redactions:

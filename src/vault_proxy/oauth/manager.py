@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from ..audit import AuditLog
-from ..proxy.upstream import UpstreamClients
+from ..outbound.clients import UpstreamClients
 from ..vault.models import OAuth2ClientAuth, Service, ServiceAccountAuth
 from ..vault.secret import reveal
 from ..vault.store import VaultStore

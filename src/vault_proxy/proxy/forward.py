@@ -17,6 +17,9 @@ from yarl import URL
 
 from ..injectors import Credential
 from ..netguard import AddressNotAllowed, ResolveFailed
+from ..outbound.clients import UpstreamClients
+from ..outbound.destination import Destination
+from ..outbound.http1 import UpstreamResponse
 from ..response_headers import RESPONSE_HEADERS
 from .cookies import ServiceCookieJar
 from .errors import (
@@ -29,10 +32,8 @@ from .errors import (
     UpstreamTimeout,
 )
 from .headers import caller_response_headers, upstream_request_headers
-from .http1 import UpstreamResponse
 from .scrubber import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, Scrubber
 from .target import rewrite_location
-from .upstream import UpstreamClients
 
 UpstreamAnswer = UpstreamResponse | aiohttp.ClientResponse  # the lean pool's, or aiohttp's behind --http-proxy
 
@@ -45,7 +46,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 @dataclass(slots=True)
 class CallPlan:
     service: str
-    url: URL
+    destination: Destination
     credential: Credential
     scrubber: Scrubber
     homelab: bool
@@ -62,6 +63,7 @@ class CallStats:
     bytes_out: int = 0
     redactions: int = 0
     upstream_status: int | None = None
+    origin: str = ""  # the scheme://host:port dialled, for the audit line
     error: str = ""
     truncated: bool = field(default=False)
 
@@ -69,8 +71,10 @@ class CallStats:
 async def forward(
     request: web.Request, plan: CallPlan, clients: UpstreamClients, stats: CallStats
 ) -> web.StreamResponse:
-    url = plan.url
-    if url.scheme != "https" and not plan.homelab:
+    destination = plan.destination
+    origin = destination.origin
+    stats.origin = str(origin)
+    if origin.scheme != "https" and not plan.homelab:
         raise PlainHttpRefused()
     if request.content_length is not None and request.content_length > plan.max_request_bytes:
         raise BodyTooLarge(plan.max_request_bytes // MIB)
@@ -79,14 +83,14 @@ async def forward(
         token_header=plan.token_header,
         inject=plan.credential.headers,
         accept_encoding=SCANNABLE_ACCEPT_ENCODING if plan.scrubber.enabled else None,
-        cookie=plan.jar.header_for(url) if plan.jar is not None else None,
+        cookie=plan.jar.header_for(destination.url) if plan.jar is not None else None,
     )
     abort = _RelayAbort()
     body = _capped_body(request, plan.max_request_bytes, stats, abort) if request.body_exists else None
     try:
         if clients.http_proxy:
-            await clients.precheck(url.raw_host or "", url.port or 443, plan.homelab)
-        async with clients.open(request.method, url, headers, body, plan.homelab) as upstream:
+            await clients.precheck(origin.host, origin.port, plan.homelab)
+        async with clients.open(request.method, destination, headers, body, plan.homelab) as upstream:
             stats.upstream_status = upstream.status
             return await _relay(request, upstream, plan, stats, abort)
     except asyncio.CancelledError:

@@ -8,13 +8,11 @@ Everything here holds secrets in memory, so the owner clears it on lock.
 
 from __future__ import annotations
 
-from yarl import URL
-
 from ..injectors import Credential
+from ..outbound.destination import Destination, resolve
 from ..vault.models import Service
 from .scrub_cache import ScrubberCache
 from .scrubber import Scrubber
-from .target import upstream_url
 
 # Distinct request paths remembered per service; past this the memo starts over (bounded memory).
 MAX_REMEMBERED_URLS = 512
@@ -27,16 +25,17 @@ class PreparedService:
         self.service = service
         self.credential = credential
         self.scrubber = scrubber
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[str, Destination] = {}
 
-    def url_for(self, tail: str) -> URL:
-        """The upstream URL for the caller's path+query after ``/proxy/{service}`` (memoised)."""
-        url = self._urls.get(tail)
-        if url is None:
+    def destination(self, tail: str) -> Destination:
+        """Where the caller's path+query after ``/proxy/{service}`` goes (memoised; raises
+        ``DestinationRefused`` for a tail the destination rule refuses)."""
+        destination = self._urls.get(tail)
+        if destination is None:
             if len(self._urls) >= MAX_REMEMBERED_URLS:
                 self._urls.clear()
-            url = self._urls[tail] = upstream_url(self.credential.base_url, tail)
-        return url
+            destination = self._urls[tail] = resolve(self.credential.base_url, tail)
+        return destination
 
 
 class PreparedServices:

@@ -6,20 +6,19 @@ from urllib.parse import urljoin
 
 from yarl import URL
 
+from ..outbound.destination import DestinationRefused
+
 
 def proxied_tail(raw_path: str, service: str) -> str:
-    """The caller's path after ``/proxy/{service}``, query included, exactly as the caller encoded it."""
+    """The caller's path after ``/proxy/{service}``, query included, exactly as the caller encoded it.
+
+    A raw path that does not start with that prefix (an absolute-form target, or a service name the
+    router matched in decoded form) is refused: the caller's bytes never become part of the origin.
+    """
     prefix = f"/proxy/{service}"
-    return raw_path[len(prefix) :] if raw_path.startswith(prefix) else raw_path
-
-
-def upstream_url(base_url: str, tail: str) -> URL:
-    """``base_url`` + tail, keeping ``%2F``, ``%3F``, ``%23`` and the raw query untouched."""
-    base_path, _, base_query = base_url.partition("?")
-    tail_path, has_query, tail_query = tail.partition("?")
-    path = (base_path.rstrip("/") if tail_path.startswith("/") else base_path) + tail_path
-    query = "&".join(part for part in (base_query, tail_query) if part)
-    return URL(f"{path}?{query}" if query or has_query else path, encoded=True)
+    if not raw_path.startswith(prefix):
+        raise DestinationRefused("request target must be a path (origin-form) naming the service as routed")
+    return raw_path[len(prefix) :]
 
 
 def rewrite_location(location: str, request_url: URL, base_url: str, service: str) -> str:

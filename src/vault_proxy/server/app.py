@@ -11,7 +11,7 @@ from ..injectors import STATIC_AUTH_TYPES, injector_for
 from ..injectors.oauth import OAuthInjector
 from ..netguard import AddressPolicy
 from ..oauth.manager import OAUTH_TYPES, TokenManager
-from ..proxy.upstream import UpstreamClients
+from ..outbound.clients import UpstreamClients
 from ..ssh.connections import SshConnections
 from ..tokens import TokenRegistry
 from ..vault.store import VaultStore

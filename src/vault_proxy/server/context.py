@@ -14,9 +14,9 @@ from ..injectors import Injector
 from ..lockout import UnlockThrottles
 from ..oauth.consent import ConsentStates
 from ..oauth.manager import TokenManager
+from ..outbound.clients import UpstreamClients
 from ..proxy.cookies import CookieJars
 from ..proxy.prepared import PreparedServices
-from ..proxy.upstream import UpstreamClients
 from ..sessions.listener import TcpSessions
 from ..ssh.connections import SshConnections
 from ..tokens import TokenRegistry

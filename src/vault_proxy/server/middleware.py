@@ -43,6 +43,12 @@ def _error_from(request: web.Request, exc: Exception) -> web.Response:
     return error_response(500, "internal error")
 
 
+def _refused_target() -> web.Response:
+    response = error_response(400, "request target must be a path (origin-form), not an absolute URL")
+    response.headers.update(RESPONSE_HEADERS)
+    return response
+
+
 def _caller_token(request: web.Request) -> tuple[str | None, str | None]:
     """The vault token and the header that carried it (that header is never forwarded upstream)."""
     auth = request.headers.get("Authorization", "")
@@ -77,6 +83,8 @@ def _authenticate(request: web.Request, context: AppContext, scope: str) -> Toke
 @web.middleware
 async def vault_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Caller auth, JSON errors and the audit line, in one layer (it runs on every proxied call)."""
+    if request.raw_path[:1] != "/":  # absolute-form (or any non-origin-form) target: refused on every route
+        return _refused_target()
     meta: Endpoint | None = getattr(request.match_info.handler, "vault_endpoint", None)
     context = request.app[CONTEXT]
     started = time.perf_counter()
@@ -137,6 +145,8 @@ def _audit_entry(
         return entry
     entry["bytes"] = stats.bytes_out
     entry["bytes_in"] = stats.bytes_in
+    if stats.origin:
+        entry["upstream"] = stats.origin
     if stats.upstream_status is not None:
         entry["upstream_status"] = stats.upstream_status
     if stats.redactions:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ...outbound.destination import DestinationRefused
 from ...proxy.errors import ProxyError
 from ...proxy.forward import MIB, CallPlan, CallStats, forward
 from ...proxy.target import proxied_tail
@@ -41,7 +42,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             prepared = context.prepared.prepare(service, credential, static=getattr(injector, "static", False))
         plan = CallPlan(
             service=name,
-            url=prepared.url_for(proxied_tail(request.raw_path, name)),
+            destination=prepared.destination(proxied_tail(request.raw_path, name)),
             credential=prepared.credential,
             scrubber=prepared.scrubber,
             homelab=service.tls_skip_verify,
@@ -50,6 +51,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             jar=context.cookie_jars.for_service(name) if service.session_cookies else None,
         )
         return await forward(request, plan, context.upstream, stats)
+    except DestinationRefused as exc:
+        stats.error = str(exc)
+        raise BadRequest(str(exc)) from None
     except ProxyError as exc:
         stats.error = stats.error or exc.cause or exc.message
         raise _ProxyFailure(exc) from None

@@ -18,16 +18,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from multidict import CIMultiDict
-from yarl import URL
 
-from ..netguard import AddressPolicy, resolve_checked
+from ..netguard import AddressPolicy
+from .destination import Destination, Origin
+from .dial import connect, insecure_tls
 from .http1_connection import Connection, UpstreamClosed, UpstreamProtocolError, UpstreamResponse
 
 __all__ = ["LeanUpstream", "UpstreamClosed", "UpstreamProtocolError", "UpstreamResponse"]
 
 IDLE_REUSE = 50.0  # seconds a pooled connection may sit idle and still be reused
 MAX_IDLE_PER_HOST = 64
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 §9.2.2
 
 
@@ -72,7 +72,7 @@ class LeanUpstream:
     ) -> None:
         self._policy_for = policy_for
         self._tls = tls
-        self._insecure_tls = _insecure_context()
+        self._insecure_tls = insecure_tls()
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[Any, ...], list[Connection]] = {}
@@ -80,22 +80,22 @@ class LeanUpstream:
     def open(
         self,
         method: str,
-        url: URL,
+        destination: Destination,
         headers: CIMultiDict[str],
         body: AsyncIterator[bytes] | None,
         homelab: bool,
     ) -> _Exchange:
-        scheme, host = url.scheme, url.raw_host or ""
-        port = url.port or _DEFAULT_PORTS.get(scheme, 443)
-        key = (scheme, host, port, homelab)
+        """One exchange with ``destination.origin`` (the only place dialled) for ``destination.target``."""
+        origin = destination.origin
+        key = (origin, homelab)
 
         async def request() -> tuple[Connection, asyncio.Task[None] | None, UpstreamResponse]:
             chunked = body is not None and "Content-Length" not in headers
-            head = _request_head(method, url, host, port, headers, chunked=chunked)
+            head = _request_head(method, destination, headers, chunked=chunked)
             for attempt in (1, 2):
                 conn, reused = self._idle_connection(key)
                 if conn is None:
-                    conn = await self._connect(scheme, host, port, homelab)
+                    conn = await self._connect(origin, homelab)
                 conn.begin_exchange(head_request=method == "HEAD")
                 assert conn.transport is not None
                 conn.transport.write(head)
@@ -119,7 +119,7 @@ class LeanUpstream:
                     if writer is not None:
                         writer.cancel()
                     raise
-                response.url = url
+                response.url = destination.url
                 return conn, writer, response
             raise AssertionError("unreachable")
 
@@ -145,26 +145,18 @@ class LeanUpstream:
         conn.idle_since = asyncio.get_running_loop().time()
         idle.append(conn)
 
-    async def _connect(self, scheme: str, host: str, port: int, homelab: bool) -> Connection:
+    async def _connect(self, origin: Origin, homelab: bool) -> Connection:
         loop = asyncio.get_running_loop()
-        tls = None if scheme == "http" else (self._insecure_tls if homelab else self._tls)
-        async with asyncio.timeout(self.connect_timeout):
-            addresses = await resolve_checked(host, port, self._policy_for(homelab))
-            failure: OSError | None = None
-            for address in addresses:
-                try:
-                    _transport, conn = await loop.create_connection(
-                        lambda: Connection(loop, self.read_timeout),
-                        address.address,
-                        port,
-                        ssl=tls,
-                        server_hostname=host if tls is not None else None,
-                    )
-                except OSError as exc:
-                    failure = exc
-                    continue
-                return conn
-        raise failure or OSError(f"cannot connect to {host}:{port}")
+        tls = None if origin.scheme == "http" else (self._insecure_tls if homelab else self._tls)
+        _transport, conn = await connect(
+            lambda: Connection(loop, self.read_timeout),
+            origin.host,
+            origin.port,
+            self._policy_for(homelab),
+            tls=tls,
+            timeout=self.connect_timeout,
+        )
+        return conn
 
     async def close(self) -> None:
         for idle in self._idle.values():
@@ -179,20 +171,8 @@ def _retrieve(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-def _insecure_context() -> ssl.SSLContext:
-    """For ``tls_skip_verify`` services only: encryption without certificate or host name checks."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _request_head(method: str, url: URL, host: str, port: int, headers: CIMultiDict[str], *, chunked: bool) -> bytes:
-    shown = f"[{host}]" if ":" in host else host
-    if port != _DEFAULT_PORTS.get(url.scheme):
-        shown = f"{shown}:{port}"
-    target = url.raw_path_qs or "/"
-    lines = [f"{method} {target} HTTP/1.1\r\nHost: {shown}\r\n"]
+def _request_head(method: str, destination: Destination, headers: CIMultiDict[str], *, chunked: bool) -> bytes:
+    lines = [f"{method} {destination.target} HTTP/1.1\r\nHost: {destination.origin.authority}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
     if chunked:
         lines.append("Transfer-Encoding: chunked\r\n")

@@ -2,7 +2,7 @@
 
 It parses the response, hands the body on as it arrives (pausing the socket when the caller reads
 slower than the upstream sends), bounds what an upstream can make it buffer, and times reads out
-from the last byte received. The pool around it is proxy/http1.py.
+from the last byte received. The pool around it is outbound/http1.py.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
-from yarl import URL
 
 from ..netguard import AddressPolicy, GuardedResolver, guarded_socket_factory, resolve_checked
+from .destination import Destination, DestinationRefused, Origin
+from .dial import verified_tls
 from .http1 import LeanUpstream
 
 CONNECT_TIMEOUT = 10.0
@@ -22,10 +23,7 @@ READ_TIMEOUT = 300.0
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """The system trust store, plus ``--ca-file`` when given; hostname checks always on."""
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=str(ca_file))
-    return context
+    return verified_tls(str(ca_file) if ca_file is not None else None)
 
 
 class UpstreamClients:
@@ -52,16 +50,24 @@ class UpstreamClients:
         self.lean = LeanUpstream(self.policy_for, self.tls, read_timeout=read_timeout, connect_timeout=CONNECT_TIMEOUT)
 
     def open(
-        self, method: str, url: URL, headers: CIMultiDict[str], body: AsyncIterator[bytes] | None, homelab: bool
+        self,
+        method: str,
+        destination: Destination,
+        headers: CIMultiDict[str],
+        body: AsyncIterator[bytes] | None,
+        homelab: bool,
     ) -> AbstractAsyncContextManager[Any]:
-        """One upstream exchange: ``async with clients.open(...) as response``.
+        """One upstream exchange with ``destination.origin``: ``async with clients.open(...) as response``.
 
-        Direct calls use the lean HTTP/1.1 pool (proxy/http1.py); behind ``--http-proxy``, aiohttp's
-        client, which speaks to the proxy.
+        Direct calls use the lean HTTP/1.1 pool (outbound/http1.py); behind ``--http-proxy``, aiohttp's
+        client, which speaks to the proxy (the caller runs :meth:`precheck` on the origin first).
         """
         if self.http_proxy:
+            url = destination.url
+            if Origin.of(url) != destination.origin:  # the URL aiohttp gets must name the same origin
+                raise DestinationRefused("upstream URL does not match the service's origin")
             return self.session(homelab).request(method, url, headers=headers, data=body, allow_redirects=False)
-        return self.lean.open(method, url, headers, body, homelab)
+        return self.lean.open(method, destination, headers, body, homelab)
 
     def session(self, homelab: bool) -> aiohttp.ClientSession:
         session = self._sessions.get(homelab)
