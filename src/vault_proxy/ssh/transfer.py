@@ -1,8 +1,10 @@
-"""SFTP upload and download, streamed chunk by chunk (never a whole file in memory), 50 MiB each way."""
+"""SFTP transfers: the cap and errors both ways share, and the download (streamed, never a whole file in memory).
+
+Uploads are in ``upload.py`` (temp file + rename, SPEC §12 upload rules).
+"""
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import AsyncIterator, Sequence
 
 import asyncssh
@@ -26,34 +28,15 @@ class TransferFailed(SshError):
         super().__init__(message)
 
 
-async def resolve(sftp: asyncssh.SFTPClient, path: object, allowed: Sequence[str], *, must_exist: bool) -> str:
-    """Check the path as given, resolve symlinks on the server, and check the result again."""
-    check_path(normalised(path), allowed)
-    target = normalised(path)
+async def resolve_download(sftp: asyncssh.SFTPClient, path: object, allowed: Sequence[str]) -> str:
+    """Check the path as given, resolve ``..`` and every symlink (the last component too) on the server,
+    and check the result again: a link inside an allowed directory cannot lead a download out of it."""
+    target = check_path(normalised(path), allowed)
     try:
-        if must_exist:
-            real = await sftp.realpath(target)
-        else:  # the file may not exist yet: resolve its directory
-            real = posixpath.join(await sftp.realpath(posixpath.dirname(target)), posixpath.basename(target))
+        real = await sftp.realpath(target)
     except asyncssh.SFTPError as exc:
         raise PathRefused(f"remote_path cannot be resolved: {exc.reason}") from None
     return check_path(normalised(real), allowed)
-
-
-async def upload(sftp: asyncssh.SFTPClient, path: str, chunks: AsyncIterator[bytes], mode: int) -> int:
-    """Write ``chunks`` to ``path`` (created or truncated, then given ``mode``); returns the bytes written."""
-    written = 0
-    try:
-        async with sftp.open(path, "wb", asyncssh.SFTPAttrs(permissions=mode)) as remote:
-            async for chunk in chunks:
-                written += len(chunk)
-                if written > TRANSFER_CAP:
-                    raise TransferTooLarge()
-                await remote.write(chunk)
-        await sftp.chmod(path, mode)  # the umask may have narrowed the mode given at open
-    except asyncssh.SFTPError as exc:
-        raise TransferFailed(f"upload failed: {exc.reason}") from None
-    return written
 
 
 async def download_size(sftp: asyncssh.SFTPClient, path: str) -> int:

@@ -11,10 +11,12 @@ from aiohttp import web
 from ...response_headers import RESPONSE_HEADERS
 from ...ssh.errors import SshError
 from ...ssh.exec import DEFAULT_TIMEOUT, MAX_TIMEOUT, run_command
-from ...ssh.paths import PathRefused
+from ...ssh.paths import PathRefused, normalised
 from ...ssh.policy import MAX_COMMAND_LEN, command_allowed
 from ...ssh.shell import run_shell
-from ...ssh.transfer import CHUNK, download, download_size, resolve, upload
+from ...ssh.transfer import CHUNK, download, download_size, resolve_download
+from ...ssh.upload import prepare_target, write_replacing
+from ...ssh.upload_rules import NO_UPLOADS, check_upload_mode, check_upload_path, uploads_allowed
 from ...vault.models import Service, SshKeyAuth
 from ..bodies import json_response, read_json_object
 from ..context import AppContext, ctx
@@ -94,7 +96,10 @@ def _mode(text: str) -> int:
         raise BadRequest("mode must be octal, e.g. 0644") from None
     if not 0 <= mode <= 0o7777:
         raise BadRequest("mode must be between 0000 and 7777")
-    return mode
+    try:
+        return check_upload_mode(mode)
+    except PathRefused as exc:
+        raise BadRequest(str(exc)) from None
 
 
 async def _field(part) -> str:
@@ -103,14 +108,19 @@ async def _field(part) -> str:
 
 @endpoint("ssh.upload", "proxy")
 async def upload_file(request: web.Request) -> web.Response:
-    """Multipart ``remote_path``, ``mode`` (octal, 0644) and then ``file``, streamed to the host over SFTP."""
+    """Multipart ``remote_path``, ``mode`` (octal, 0644) and then ``file``, streamed to the host over SFTP.
+
+    What an upload may not touch, and how it is written, is in ``ssh/upload_rules.py`` and ``ssh/upload.py``.
+    """
     service, auth = ssh_service(request)
+    audit = request[AUDIT_EXTRA] = {"service": service.name}
+    if not uploads_allowed(auth.ssh_allowed_commands, auth.ssh_allowed_paths):
+        raise Forbidden(NO_UPLOADS)
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send multipart/form-data with remote_path, mode and file")
     reader = await request.multipart()
     fields: dict[str, str] = {}
     context = ctx(request)
-    audit = request[AUDIT_EXTRA] = {"service": service.name}
     while (part := await reader.next()) is not None:
         if part.name != "file":
             fields[part.name or ""] = await _field(part)
@@ -125,10 +135,11 @@ async def upload_file(request: web.Request) -> web.Response:
                 yield chunk
 
         async with _ssh_errors(context, service, audit):
+            check_upload_path(normalised(fields["remote_path"]), auth.ssh_allowed_paths)  # before connecting
             conn = await context.ssh.connection(service)
             async with conn.start_sftp_client() as sftp:
-                path = await resolve(sftp, fields["remote_path"], auth.ssh_allowed_paths, must_exist=False)
-                size = await upload(sftp, path, chunks(), mode)
+                path = await prepare_target(sftp, fields["remote_path"], auth.ssh_allowed_paths)
+                size = await write_replacing(sftp, path, chunks(), mode)
         audit["bytes"] = size
         # ``ok`` and ``bytes`` are what the Go tool's clients read; ``size`` and ``mode`` are ours.
         return json_response({"ok": True, "bytes": size, "remote_path": path, "size": size, "mode": f"{mode:04o}"})
@@ -145,7 +156,7 @@ async def download_file(request: web.Request) -> web.StreamResponse:
     async with _ssh_errors(context, service, audit):
         conn = await context.ssh.connection(service)
         async with conn.start_sftp_client() as sftp:
-            path = await resolve(sftp, body.get("remote_path"), auth.ssh_allowed_paths, must_exist=True)
+            path = await resolve_download(sftp, body.get("remote_path"), auth.ssh_allowed_paths)
             size = await download_size(sftp, path)
             response = web.StreamResponse(headers={**RESPONSE_HEADERS, "Content-Type": "application/octet-stream",
                                                    "Content-Disposition": _attachment(path)})  # fmt: skip
