@@ -246,3 +246,60 @@ def test_f8_download_resolves_a_last_component_symlink_and_checks_again(proxy_en
     name = _service(proxy_env, sshd, ssh_allowed_paths=[str(drop)])
     assert_error(_download(proxy_env, name, f"{drop}/hosts"), 400, contains="/etc")
     assert_error(_download(proxy_env, name, f"{drop}/leak.txt"), 400, contains="ssh_allowed_paths")
+
+
+def test_f8_a_client_that_disconnects_mid_upload_changes_nothing(proxy_env, sshd, area):
+    """Half a body then a closed socket: the target keeps its old content and no temporary file stays."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    drop = area / "drop"
+    (drop / "app.conf").write_text("old and good\n")
+    name = _service(proxy_env, sshd)
+    boundary = "vp-boundary-1234"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="remote_path"\r\n\r\n{drop}/app.conf\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    url = urlsplit(proxy_env.server.addr)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(f"POST /ssh/{name}/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {proxy_env.token()}\r\n"
+                     f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                     f"Content-Length: {len(head) + 8 * MIB}\r\n\r\n".encode() + head)  # fmt: skip
+        for _ in range(8):
+            sock.sendall(b"\x01" * (512 * 1024))
+        time.sleep(0.5)  # the upload is under way on the host
+    deadline = time.monotonic() + 10
+    while _listing(drop) != ["app.conf"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _listing(drop) == ["app.conf"]
+    assert (drop / "app.conf").read_text() == "old and good\n"
+
+
+async def test_f8_without_posix_rename_a_symlink_is_still_replaced(sshd, area):
+    """Servers without ``posix-rename@openssh.com`` get remove + rename: still never through the link.
+
+    OpenSSH has the extension, so the client is told it has not (the fallback branch, against real sshd).
+    """
+    import asyncssh
+
+    from vault_proxy.ssh.upload import prepare_target, write_replacing
+
+    drop, victim = area / "drop", area / "victim" / "authorized_keys"
+    victim.write_text("operator key\n")
+    (drop / "keys").symlink_to(victim)
+
+    async def chunks():
+        yield b"attacker key\n"
+
+    key = asyncssh.import_private_key(sshd.client_key_text)
+    async with asyncssh.connect(sshd.host, sshd.port, username=sshd.user, client_keys=[key], known_hosts=None,
+                                config=None, agent_path=None) as conn, conn.start_sftp_client() as sftp:  # fmt: skip
+        sftp._handler._supports_posix_rename = False  # noqa: SLF001 - force the fallback branch
+        with pytest.raises(asyncssh.SFTPOpUnsupported):
+            await sftp.posix_rename(f"{drop}/nope", f"{drop}/nope2")
+        target = await prepare_target(sftp, f"{drop}/keys", [str(drop)])
+        assert await write_replacing(sftp, target, chunks(), 0o600) == 13
+    assert victim.read_text() == "operator key\n"
+    assert not (drop / "keys").is_symlink() and (drop / "keys").read_text() == "attacker key\n"
+    assert _listing(drop) == ["keys"]
