@@ -14,14 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault_proxy.proxy.scrubber import (
-    REDACTED,
-    SCANNABLE_ACCEPT_ENCODING,
-    BodyDecoder,
-    Scrubber,
-    UnsupportedEncoding,
-    secret_variants,
-)
+from vault_proxy.proxy.decoding import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, UnsupportedEncoding
+from vault_proxy.redaction.scrubber import REDACTED, Scrubber, secret_variants
 
 SECRET = "sk-live-0123456789abcdef"
 SECRET_B = SECRET.encode()

@@ -70,6 +70,10 @@ class ServiceCookieJar:
     def __repr__(self) -> str:
         return f"ServiceCookieJar({len(self._cookies)} cookies)"
 
+    def values(self) -> tuple[str, ...]:
+        """The values held (secrets of the service: the caller must never see them echoed)."""
+        return tuple(cookie.value for cookie in self._cookies.values())
+
     def capture(self, set_cookie_headers: Iterable[str], response_url: URL) -> None:
         """Store the cookies of upstream ``Set-Cookie`` headers; an expired one deletes its namesake."""
         host, now = (response_url.raw_host or "").lower(), time.time()

@@ -48,10 +48,12 @@ class BodyTooLarge(ProxyError):
 
 
 class UnscannableEncoding(ProxyError):
+    """The message never quotes the upstream's coding (it is upstream-controlled: it could be a secret)."""
+
     status = 502
 
-    def __init__(self, encoding: str) -> None:
-        super().__init__(f"upstream response encoding {encoding!r} cannot be scanned for secrets")
+    def __init__(self, cause: str = "") -> None:
+        super().__init__("upstream response uses a content coding the vault cannot scan for secrets", cause)
 
 
 class CredentialRefreshFailed(ProxyError):

@@ -20,8 +20,10 @@ from ..netguard import AddressNotAllowed, ResolveFailed
 from ..outbound.clients import UpstreamClients
 from ..outbound.destination import Destination
 from ..outbound.http1 import UpstreamResponse
+from ..redaction import Scrubber, SecretSet
 from ..response_headers import RESPONSE_HEADERS
 from .cookies import ServiceCookieJar
+from .decoding import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, body_codings
 from .errors import (
     AddressRefused,
     BodyTooLarge,
@@ -32,7 +34,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .headers import caller_response_headers, upstream_request_headers
-from .scrubber import SCANNABLE_ACCEPT_ENCODING, BodyDecoder, Scrubber
+from .response_line import caller_reason
 from .target import rewrite_location
 
 UpstreamAnswer = UpstreamResponse | aiohttp.ClientResponse  # the lean pool's, or aiohttp's behind --http-proxy
@@ -48,7 +50,8 @@ class CallPlan:
     service: str
     destination: Destination
     credential: Credential
-    scrubber: Scrubber
+    secrets: SecretSet
+    scrubber: Scrubber  # the secret set's, or a disabled one for a service with redaction off
     homelab: bool
     max_request_bytes: int
     token_header: str | None
@@ -166,10 +169,7 @@ def _classify(exc: BaseException, stats: CallStats, plan: CallPlan) -> ProxyErro
 
 def _masked(text: str, plan: CallPlan) -> str:
     """``text`` with every form of the service's secrets replaced by ``***`` (it goes to the audit log)."""
-    for secret in sorted(plan.credential.secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return plan.secrets.mask(text)
 
 
 async def _relay(
@@ -178,18 +178,21 @@ async def _relay(
     scrubber = plan.scrubber
     if plan.jar is not None:
         plan.jar.capture(upstream.headers.getall("Set-Cookie", ()), upstream.url)
-    encoding = upstream.headers.get("Content-Encoding", "").strip().lower()
-    decode = scrubber.enabled and encoding not in ("", "identity")
+        if scrubber.enabled and len(plan.jar):  # values the jar holds are secrets of the service too
+            scrubber = plan.scrubber = plan.secrets.with_cookies(plan.jar.values()).scrubber
+    encoding = body_codings(upstream.headers)
+    decode = scrubber.enabled and bool(encoding)
     if decode and not BodyDecoder.supports(encoding):
-        raise UnscannableEncoding(encoding)
+        raise UnscannableEncoding(_masked(encoding, plan))
     headers = caller_response_headers(upstream.headers, keep_encoding=not decode)
     _fix_location(headers, upstream.url, plan)
+    reason = caller_reason(upstream.status, upstream.reason, scrubber)
     if scrubber.enabled:
         _scrub_headers(headers, scrubber, stats)
     if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
         if not decode and upstream.content_length is not None:
             headers["Content-Length"] = str(upstream.content_length)
-        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers)
+        return web.Response(status=upstream.status, reason=reason, headers=headers)
     streaming = "text/event-stream" in upstream.headers.get("Content-Type", "")
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and not streaming:
@@ -201,16 +204,16 @@ async def _relay(
             try:
                 raw = b"".join([*decoder.feed(raw), *decoder.flush()])
             except Exception as exc:  # noqa: BLE001 - zlib.error, brotli.error: a corrupt body
-                raise UpstreamFailed(f"cannot decode {encoding} body: {type(exc).__name__}") from None
+                raise UpstreamFailed(f"cannot decode the body: {type(exc).__name__}") from None
         if scrubber.enabled:
             raw, hits = scrubber.scrub(raw)
             stats.redactions += hits
         stats.bytes_out = len(raw)
-        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=raw)
+        return web.Response(status=upstream.status, reason=reason, headers=headers, body=raw)
     if length is not None and not scrubber.enabled:
         headers["Content-Length"] = str(length)
     headers.extend(RESPONSE_HEADERS)  # prepared here, so the server middleware cannot add them later
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    response = web.StreamResponse(status=upstream.status, reason=reason, headers=headers)
     await response.prepare(request)
     await _pump(request, upstream, response, plan, stats, abort, BodyDecoder(encoding) if decode else None)
     return response
@@ -231,7 +234,7 @@ async def _pump(
     (an abandoned LLM stream would otherwise keep generating until the upstream's next chunk or the
     idle timeout).
     """
-    stream = plan.scrubber.stream() if plan.scrubber.enabled else None
+    stream = plan.scrubber.stream() if plan.scrubber.enabled else None  # the jar-widened one, if any
     watch = _CallerWatch(request, abort)
     try:
         async for chunk in upstream.content.iter_any():
@@ -303,13 +306,19 @@ async def _emit(response: web.StreamResponse, data: bytes, stats: CallStats) -> 
 
 
 def _scrub_headers(headers: CIMultiDict[str], scrubber: Scrubber, stats: CallStats) -> None:
-    if scrubber.first_hit("\n".join(headers.values()).encode("utf-8", "surrogateescape")) < 0:
-        return  # the usual case: one scan over all values
-    for name, value in list(headers.items()):
+    """Values are scrubbed; a header whose *name* holds a secret is dropped (no valid name remains)."""
+    every = "\n".join(f"{name}\n{value}" for name, value in headers.items())
+    if scrubber.first_hit(every.encode("utf-8", "surrogateescape")) < 0:
+        return  # the usual case: one scan over all names and values
+    kept: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        clean_name, name_hits = scrubber.scrub_text(name)
         clean, hits = scrubber.scrub_text(value)
-        if hits:
-            stats.redactions += hits
-            headers[name] = clean  # a repeated header collapses to its scrubbed first value
+        stats.redactions += name_hits + hits
+        if not name_hits:
+            kept.append((name, clean))
+    headers.clear()
+    headers.extend(kept)
 
 
 def _fix_location(headers, request_url: URL, plan: CallPlan) -> None:

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 from ..injectors import Credential
 from ..outbound.destination import Destination, resolve
+from ..redaction import Scrubber, SecretSet
 from ..vault.models import Service
-from .scrub_cache import ScrubberCache
-from .scrubber import Scrubber
+from .scrub_cache import SecretSetCache
 
 # Distinct request paths remembered per service; past this the memo starts over (bounded memory).
 MAX_REMEMBERED_URLS = 512
 
 
-class PreparedService:
-    __slots__ = ("service", "credential", "scrubber", "_urls")
+_DISABLED = Scrubber([])
 
-    def __init__(self, service: Service, credential: Credential, scrubber: Scrubber) -> None:
+
+class PreparedService:
+    __slots__ = ("service", "credential", "secrets", "scrubber", "_urls")
+
+    def __init__(self, service: Service, credential: Credential, secrets: SecretSet) -> None:
         self.service = service
         self.credential = credential
-        self.scrubber = scrubber
+        self.secrets = secrets  # always: errors and log lines are masked even with redaction off
+        self.scrubber = secrets.scrubber if service.redact_responses else _DISABLED
         self._urls: dict[str, Destination] = {}
 
     def destination(self, tail: str) -> Destination:
@@ -41,7 +45,7 @@ class PreparedService:
 class PreparedServices:
     def __init__(self) -> None:
         self._static: dict[str, PreparedService] = {}
-        self._scrubbers = ScrubberCache()
+        self._secrets = SecretSetCache()
 
     def cached(self, service: Service) -> PreparedService | None:
         """The prepared form of ``service`` if its static credential is still current."""
@@ -49,15 +53,15 @@ class PreparedServices:
         return hit if hit is not None and hit.service is service else None
 
     def prepare(self, service: Service, credential: Credential, *, static: bool) -> PreparedService:
-        prepared = PreparedService(service, credential, self._scrubbers.for_service(service, credential))
+        prepared = PreparedService(service, credential, self._secrets.for_service(service, credential))
         if static:
             self._static[service.name] = prepared
         return prepared
 
     def drop(self, name: str) -> None:
         self._static.pop(name, None)
-        self._scrubbers.drop(name)
+        self._secrets.drop(name)
 
     def clear(self) -> None:
         self._static.clear()
-        self._scrubbers.clear()
+        self._secrets.clear()

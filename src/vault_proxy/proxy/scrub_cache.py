@@ -1,28 +1,28 @@
-"""One compiled scrubber per service, rebuilt only when the service's secrets change."""
+"""One ``SecretSet`` (and so one compiled scrubber) per service, rebuilt only when its secrets change."""
 
 from __future__ import annotations
 
 from ..injectors import Credential
+from ..redaction import SecretSet
 from ..vault.models import Service
-from .scrubber import Scrubber, secret_variants
-
-_DISABLED = Scrubber([])
 
 
-class ScrubberCache:
+def secret_set_for(service: Service, credential: Credential) -> SecretSet:
+    """The service's stored secrets plus the forms its injector derived (URL-encoded, basic pairs)."""
+    return SecretSet((*credential.secrets, *service.secret_values()), credential.basic_pairs)
+
+
+class SecretSetCache:
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple, Scrubber]] = {}
+        self._cache: dict[str, SecretSet] = {}
 
-    def for_service(self, service: Service, credential: Credential) -> Scrubber:
-        if not service.redact_responses:
-            return _DISABLED
-        key = (credential.secrets, credential.basic_pairs)
+    def for_service(self, service: Service, credential: Credential) -> SecretSet:
+        fresh = secret_set_for(service, credential)
         cached = self._cache.get(service.name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        scrubber = Scrubber(secret_variants(credential.secrets, credential.basic_pairs))
-        self._cache[service.name] = (key, scrubber)
-        return scrubber
+        if cached is not None and cached.key == fresh.key:
+            return cached
+        self._cache[service.name] = fresh
+        return fresh
 
     def drop(self, name: str) -> None:
         self._cache.pop(name, None)

@@ -44,6 +44,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             service=name,
             destination=prepared.destination(proxied_tail(request.raw_path, name)),
             credential=prepared.credential,
+            secrets=prepared.secrets,
             scrubber=prepared.scrubber,
             homelab=service.tls_skip_verify,
             max_request_bytes=(service.max_request_mb or context.config.max_request_mb) * MIB,

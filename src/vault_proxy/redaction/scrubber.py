@@ -1,8 +1,8 @@
-"""Secret echo scrubbing: a credential the upstream sends back is replaced before the caller sees it.
+"""Finding and replacing a fixed set of secret strings, in whole values and in streams.
 
 Some APIs reflect request headers (debug endpoints, error pages). The vault injected the credential,
 so it must not let it out: every form it may come back in is replaced by ``[REDACTED]``, in headers
-and bodies, across chunk boundaries, and inside gzip/deflate/brotli bodies.
+and bodies, across chunk boundaries (compressed bodies are decoded first: proxy/decoding.py).
 """
 
 from __future__ import annotations
@@ -10,19 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote, quote_plus
-
-import brotli
 
 REDACTED = b"[REDACTED]"
 # Secrets shorter than this are ignored: they would match ordinary text all the time (and real
 # credentials are far longer). Every variant shorter than this is dropped too.
 MIN_SECRET_LEN = 4
-SCANNABLE_ACCEPT_ENCODING = "gzip, deflate, br"
-# Decompressed output comes in pieces of at most this size, so a compression bomb stays bounded.
-_PIECE = 256 * 1024
 # Held-back tails shorter than this are looked up in a prefix set; longer ones are compared directly.
 _SHORT = 64
 
@@ -94,20 +88,21 @@ class Scrubber:
     def enabled(self) -> bool:
         return self._pattern is not None
 
-    def scrub(self, data: bytes) -> tuple[bytes, int]:
+    def scrub(self, data: bytes, replacement: bytes = REDACTED) -> tuple[bytes, int]:
         """Replace every variant in a whole value; returns the clean bytes and the number of hits."""
         start = self.first_hit(data)
         if start < 0:
             return data, 0
         assert self._pattern is not None
-        clean, hits = self._pattern.subn(REDACTED, data[start:])
+        clean, hits = self._pattern.subn(replacement, data[start:])
         return data[:start] + clean, hits
 
-    def scrub_text(self, text: str) -> tuple[str, int]:
-        """For header values: UTF-8 with surrogateescape round-trips whatever bytes aiohttp decoded."""
+    def scrub_text(self, text: str, replacement: bytes = REDACTED) -> tuple[str, int]:
+        """For header names and values, reasons, messages: UTF-8 with surrogateescape round-trips
+        whatever bytes the HTTP parser decoded."""
         if self._pattern is None:
             return text, 0
-        clean, hits = self.scrub(text.encode("utf-8", "surrogateescape"))
+        clean, hits = self.scrub(text.encode("utf-8", "surrogateescape"), replacement)
         return (clean.decode("utf-8", "surrogateescape"), hits) if hits else (text, 0)
 
     def stream(self) -> StreamScrubber:
@@ -115,6 +110,8 @@ class Scrubber:
 
     def first_hit(self, data: bytes) -> int:
         """A position at or before the first variant in ``data`` (-1 when there is none)."""
+        if self._pattern is None:
+            return -1
         best = -1
         for needle in self._needles:
             found = data.find(needle) if best < 0 else data.find(needle, 0, best + len(needle) - 1)
@@ -183,110 +180,3 @@ class StreamScrubber:
         clean, hits = self._scrubber.scrub(data)
         self.hits += hits
         return clean
-
-
-class UnsupportedEncoding(ValueError):
-    """A ``Content-Encoding`` the vault cannot decode, so cannot scan."""
-
-
-class _Zlib:
-    """gzip (multi-member) or deflate; deflate may be zlib-wrapped or raw, decided by the first bytes."""
-
-    def __init__(self, gzip: bool) -> None:
-        self._gzip = gzip
-        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
-        self._head = b""
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        if self._obj is None:
-            data, self._head = self._head + data, b""
-            if len(data) < 2:
-                self._head = data
-                return
-            cmf, flg = data[0], data[1]
-            wrapped = cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
-            self._obj = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        obj = self._obj
-        while data:
-            piece = obj.decompress(data, _PIECE)
-            while piece:
-                yield piece
-                # A full piece may leave input (unconsumed_tail) or output still inside zlib.
-                piece = obj.decompress(obj.unconsumed_tail, _PIECE) if len(piece) == _PIECE else b""
-            data = b""
-            if self._gzip and obj.eof and obj.unused_data:  # another gzip member follows
-                data, obj = obj.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
-                self._obj = obj
-
-    def flush(self) -> Iterator[bytes]:
-        if self._obj is None:  # fewer than two bytes in all: not valid deflate, let zlib say so
-            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
-            yield from self.feed(self._head)
-        if rest := self._obj.flush():
-            yield rest
-
-
-class _Brotli:
-    def __init__(self) -> None:
-        self._obj = brotli.Decompressor()
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        piece = self._obj.process(data, output_buffer_limit=_PIECE)
-        while piece:  # drain: output may still be pending even once all input is consumed
-            yield piece
-            piece = self._obj.process(b"", output_buffer_limit=_PIECE)
-
-    def flush(self) -> Iterator[bytes]:
-        return iter(())
-
-
-_DECODERS: dict[str, Callable[[], _Zlib | _Brotli]] = {
-    "gzip": lambda: _Zlib(gzip=True),
-    "x-gzip": lambda: _Zlib(gzip=True),
-    "deflate": lambda: _Zlib(gzip=False),
-    "br": _Brotli,
-}
-
-
-def _codings(content_encoding: str) -> list[str]:
-    codings = (c.strip().lower() for c in content_encoding.split(","))
-    return [c for c in codings if c not in ("", "identity")]
-
-
-class BodyDecoder:
-    """Incremental ``Content-Encoding`` decoding (a chain like ``gzip, br`` is undone in reverse order).
-
-    ``feed`` and ``flush`` yield decoded pieces of bounded size rather than one bytes object, so a
-    small compressed chunk that expands hugely never sits in memory whole.
-    """
-
-    def __init__(self, content_encoding: str) -> None:
-        codings = _codings(content_encoding)
-        unknown = [c for c in codings if c not in _DECODERS]
-        if unknown:
-            raise UnsupportedEncoding(f"cannot decode content-encoding {unknown[0]!r}")
-        self._stages = [_DECODERS[c]() for c in reversed(codings)]
-
-    @staticmethod
-    def supports(content_encoding: str) -> bool:
-        return all(c in _DECODERS for c in _codings(content_encoding))
-
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
-        return self._through(0, (chunk,), final=False)
-
-    def flush(self) -> Iterator[bytes]:
-        return self._through(0, (), final=True)
-
-    def _through(self, index: int, pieces: Iterable[bytes], *, final: bool) -> Iterator[bytes]:
-        if index == len(self._stages):
-            yield from (p for p in pieces if p)
-            return
-        stage = self._stages[index]
-
-        def produced() -> Iterator[bytes]:
-            for piece in pieces:
-                yield from stage.feed(piece)
-            if final:
-                yield from stage.flush()
-
-        yield from self._through(index + 1, produced(), final=final)
