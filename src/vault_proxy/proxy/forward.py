@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
 from ..injectors import Credential
@@ -34,7 +33,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .headers import caller_response_headers, upstream_request_headers
-from .response_line import caller_reason
+from .response_scrub import caller_reason, scrub_headers
 from .target import rewrite_location
 
 UpstreamAnswer = UpstreamResponse | aiohttp.ClientResponse  # the lean pool's, or aiohttp's behind --http-proxy
@@ -188,7 +187,7 @@ async def _relay(
     _fix_location(headers, upstream.url, plan)
     reason = caller_reason(upstream.status, upstream.reason, scrubber)
     if scrubber.enabled:
-        _scrub_headers(headers, scrubber, stats)
+        stats.redactions += scrub_headers(headers, scrubber)
     if request.method == "HEAD" or upstream.status in _NO_BODY_STATUSES:
         if not decode and upstream.content_length is not None:
             headers["Content-Length"] = str(upstream.content_length)
@@ -303,22 +302,6 @@ async def _emit(response: web.StreamResponse, data: bytes, stats: CallStats) -> 
     if data:
         stats.bytes_out += len(data)
         await response.write(data)
-
-
-def _scrub_headers(headers: CIMultiDict[str], scrubber: Scrubber, stats: CallStats) -> None:
-    """Values are scrubbed; a header whose *name* holds a secret is dropped (no valid name remains)."""
-    every = "\n".join(f"{name}\n{value}" for name, value in headers.items())
-    if scrubber.first_hit(every.encode("utf-8", "surrogateescape")) < 0:
-        return  # the usual case: one scan over all names and values
-    kept: list[tuple[str, str]] = []
-    for name, value in headers.items():
-        clean_name, name_hits = scrubber.scrub_text(name)
-        clean, hits = scrubber.scrub_text(value)
-        stats.redactions += name_hits + hits
-        if not name_hits:
-            kept.append((name, clean))
-    headers.clear()
-    headers.extend(kept)
 
 
 def _fix_location(headers, request_url: URL, plan: CallPlan) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import asyncssh
 
 from ..audit import AuditLog
-from ..netguard import AddressNotAllowed, AddressPolicy, ResolveFailed, resolve_checked
+from ..netguard import AddressNotAllowed, AddressPolicy, ResolveFailed
+from ..outbound.dial import connected_socket
 from ..vault.fingerprint import fingerprint_sha256
 from ..vault.models import Service, SshKeyAuth
 from ..vault.secret import reveal
@@ -106,17 +107,18 @@ class SshConnections:
         assert isinstance(auth, SshKeyAuth)
         key = self._client_key(auth)
         try:
-            resolved = await asyncio.wait_for(resolve_checked(auth.ssh_host, auth.ssh_port, self._policy),
-                                              CONNECT_TIMEOUT)  # fmt: skip
+            sock = await connected_socket(auth.ssh_host, auth.ssh_port, self._policy, timeout=CONNECT_TIMEOUT)
         except AddressNotAllowed as exc:
             raise SshHostRefused(str(exc)) from None
         except (ResolveFailed, TimeoutError) as exc:
-            raise SshConnectFailed(f"cannot resolve {auth.ssh_host}: {exc}") from None
+            raise SshConnectFailed(f"cannot resolve or reach {auth.ssh_host}: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise SshConnectFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         pinned = auth.ssh_host_key
         known_hosts = ([asyncssh.import_public_key(pinned)], [], []) if pinned else None
         try:
             conn = await asyncssh.connect(
-                resolved[0].address, auth.ssh_port, username=auth.ssh_user, client_keys=[key],
+                auth.ssh_host, auth.ssh_port, sock=sock, username=auth.ssh_user, client_keys=[key],
                 known_hosts=known_hosts, config=None, agent_path=None, connect_timeout=CONNECT_TIMEOUT,
                 keepalive_interval=15,
             )  # fmt: skip
