@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import quote
 
+from ..redaction import SecretSet
 from ..vault.models import Service
 from ..vault.secret import reveal
 from .credential import Credential
@@ -67,7 +68,4 @@ def mask_url_token(service: Service, text: str) -> str:
     if service.auth.type != "url":
         return text
     token = reveal(service.auth.token)
-    for form in sorted({token, *_token_forms(token)}, key=len, reverse=True):
-        if form:
-            text = text.replace(form, "***")
-    return text
+    return SecretSet((token, *_token_forms(token))).mask(text)

@@ -17,6 +17,8 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from ..redaction import SecretSet
+
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 SA_TOKEN_LIFETIME = 3600
@@ -43,10 +45,8 @@ class TokenGrant:
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every form of ``secrets`` replaced by ``***`` (the one masking: ``SecretSet``)."""
+    return SecretSet(secrets).mask(text)
 
 
 async def request_token(
