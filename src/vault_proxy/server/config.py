@@ -71,6 +71,8 @@ class ServerConfig:
     audit_max_mb: float = 100.0  # rotation size of the audit log; 0 = never rotate
     max_request_mb: int = 10
     upstream_timeout: float = 300.0
+    max_sessions: int = 256  # open TCP sessions (SPEC §13), pending and active, in all ...
+    max_sessions_per_token: int = 8  # ... and per token; 429 beyond
 
     def __post_init__(self) -> None:
         listen: str | Iterable[str] = self.listen

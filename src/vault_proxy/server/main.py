@@ -87,6 +87,10 @@ _LISTEN = _ListenType()
 # Listener timeouts (SPEC §3 fixes them); hidden, for tests that cannot wait 30 s. docs/server.md.
 @click.option("--head-timeout", default=HEAD_TIMEOUT, type=click.FloatRange(0.1, 3600), hidden=True)
 @click.option("--idle-timeout", default=IDLE_TIMEOUT, type=click.FloatRange(0.1, 3600), hidden=True)
+@click.option("--max-sessions", default=256, type=click.IntRange(1, 100_000), show_default=True,
+              help="open TCP sessions (imap/smtp/redis/postgres) in all; 429 beyond")  # fmt: skip
+@click.option("--max-sessions-per-token", default=8, type=click.IntRange(1, 100_000), show_default=True,
+              help="open TCP sessions per token; 429 beyond")  # fmt: skip
 def main(**opts) -> None:
     """Run the vault-proxy server. It starts locked; unlock it with `vault-cli unlock`.
 
@@ -110,6 +114,8 @@ def main(**opts) -> None:
         audit_max_mb=opts["audit_max_mb"],
         max_request_mb=opts["max_request_mb"],
         upstream_timeout=opts["upstream_timeout"],
+        max_sessions=opts["max_sessions"],
+        max_sessions_per_token=opts["max_sessions_per_token"],
     )
     try:
         config.validate()
