@@ -5,8 +5,9 @@ command every server knows. AUTHENTICATE PLAIN (SASL-IR when offered) is used in
 advertises it and either says LOGINDISABLED or a value cannot be quoted (non-ASCII, control characters:
 SASL defines them as UTF-8); without AUTH=PLAIN such a value goes as a LOGIN literal. LOGINDISABLED
 without AUTH=PLAIN is a clear auth error. Local: ``* OK`` greeting,
-CAPABILITY, NOOP, ID, LOGIN and AUTHENTICATE PLAIN accepted whatever they carry, LOGOUT; after the
-login everything (pipelined commands included) is spliced to the already logged-in upstream.
+CAPABILITY, NOOP, ID, LOGIN and AUTHENTICATE PLAIN with the session's client secret as the password
+(any password when the session has none; a wrong one ends the session), LOGOUT; after the login
+everything (pipelined commands included) is spliced to the already logged-in upstream.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import base64
 import re
 import ssl
 
+from ..redaction import SecretSet
 from ..vault.models import ImapAuth
 from ..vault.secret import reveal
 from .dial import Stream, start_tls
-from .errors import SessionError
+from .errors import ClientRejected, SessionError
+from .listener import Driver
+from .local_login import imap_login_password, sasl_plain_password
+from .masking import ReplyMask
+from .steps import secret_matches
 
 TIMEOUT = 15.0
 MAX_LITERAL = 64 * 1024
@@ -179,21 +185,32 @@ async def _read_command(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         command += await reader.readexactly(size)
 
 
-def local_handshake(capabilities: list[str]):
-    """The local side for one session; ``capabilities`` are the upstream's, shown after login."""
+def local_handshake(capabilities: list[str], client_secret: str | None = None):
+    """The local side for one session; ``capabilities`` are the upstream's, shown after login. With a
+    ``client_secret``, LOGIN / AUTHENTICATE PLAIN must carry it as the password (one try)."""
     local = " ".join(["IMAP4rev1", *[c for c in capabilities if c.upper() != "IMAP4REV1"], "AUTH=PLAIN", "SASL-IR"])
     after_login = " ".join(["IMAP4rev1", *[c for c in capabilities if c.upper() != "IMAP4REV1"]])
+    how = "log in with the session's client secret" if client_secret else "any login is accepted here"
 
     async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _upstream: Stream) -> bytes:
         def send(*lines: str) -> None:
             writer.write("".join(f"{line}\r\n" for line in lines).encode())
 
-        send(f"* OK [CAPABILITY {local}] vault-proxy IMAP ready (any login is accepted here)")
+        async def logged_in(tag: str, password: bytes | None) -> bytes:
+            if client_secret is not None and (password is None or not secret_matches(password, client_secret)):
+                send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed")
+                await writer.drain()
+                raise ClientRejected("wrong client secret")
+            send(f"{tag} OK [CAPABILITY {after_login}] Logged in")
+            await writer.drain()
+            return b""  # pipelined commands are still in ``reader``: the splice reads them next
+
+        send(f"* OK [CAPABILITY {local}] vault-proxy IMAP ready ({how})")
         while True:
             await writer.drain()
             raw = await _read_command(reader, writer)
             if not raw:
-                return b""
+                raise ClientRejected("closed before logging in")
             words = raw.split(b"\r\n", 1)[0].decode("utf-8", "replace").split(" ", 2)
             tag = words[0] if words[0] else "*"
             name = words[1].upper() if len(words) > 1 else ""
@@ -205,9 +222,7 @@ def local_handshake(capabilities: list[str]):
             elif name == "ID":
                 send('* ID ("name" "vault-proxy")', f"{tag} OK ID completed")
             elif name == "LOGIN":
-                send(f"{tag} OK [CAPABILITY {after_login}] Logged in")
-                await writer.drain()
-                return b""  # pipelined commands are still in ``reader``: the splice reads them next
+                return await logged_in(tag, imap_login_password(raw))
             elif name == "AUTHENTICATE":
                 mechanism, _, initial = argument.partition(" ")
                 if mechanism.upper() != "PLAIN":
@@ -216,20 +231,23 @@ def local_handshake(capabilities: list[str]):
                 if not initial:
                     send("+ ")
                     await writer.drain()
-                    if (await reader.readline()).strip() == b"*":
+                    initial = (await reader.readline()).decode("utf-8", "replace").strip()
+                    if initial == "*":
                         send(f"{tag} BAD AUTHENTICATE cancelled")
                         continue
-                send(f"{tag} OK [CAPABILITY {after_login}] Logged in")
-                await writer.drain()
-                return b""
+                return await logged_in(tag, sasl_plain_password(initial))
             elif name == "LOGOUT":
                 send("* BYE vault-proxy logging out", f"{tag} OK LOGOUT completed")
                 await writer.drain()
-                writer.close()
-                return b""
+                raise ClientRejected("closed before logging in")
             elif name == "STARTTLS":
                 send(f"{tag} NO TLS is done upstream by the vault; this loopback side is plain")
             else:
-                send(f"{tag} BAD log in first (any credentials are accepted here)")
+                send(f"{tag} BAD log in first ({how})")
 
     return handshake
+
+
+def driver(auth: ImapAuth, capabilities: list[str], client_secret: str | None) -> Driver:
+    mask = ReplyMask.of(SecretSet(auth.secret_values()))
+    return Driver(handshake=local_handshake(capabilities, client_secret), reply_filter=mask)

@@ -1,51 +1,81 @@
-"""One-shot loopback listeners and the byte splice behind them.
+"""One-shot loopback listeners, the splice behind them, and the count of open sessions.
 
-``OneShot`` owns an already-authenticated upstream connection. It listens on ``127.0.0.1:0``,
-accepts exactly one client (the listener closes at once, later connects are refused), runs the
-protocol's local handshake (which may return bytes the client pipelined, to go upstream first), then
-copies bytes both ways until both sides are done, passing each side's end of stream on (half-close).
-Unused, it closes everything at its deadline. ``TcpSessions`` tracks them so lock ends them all.
+``OneShot`` first binds ``127.0.0.1:0`` without listening (so running out of file descriptors shows
+before any upstream login), then, given the logged-in upstream connection, listens and accepts exactly
+one client (the listener closes at once; later connects are refused). The client must finish the
+protocol's local login within ``LOGIN_TIMEOUT``; then bytes flow both ways until both sides are done,
+each side's end of stream passed on (half-close). Client bytes go through the driver's client filter
+(Redis command filter, Postgres statement check), upstream bytes through its reply filter (the stored
+password masked). Unused, a session closes everything at its deadline. ``TcpSessions`` tracks the open
+sessions, caps them per token and in all, and ends them all on lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from ..audit import AuditLog
-from .dial import Stream
+from .errors import ClientRejected
+from .steps import ClientFilter, ReplyFilter, Step
 
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # The protocol's local side: talks to the client until it is "logged in"; returns bytes to send upstream.
 LocalHandshake = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Stream], Awaitable[bytes]]
 CHUNK = 64 * 1024
+LOGIN_TIMEOUT = 30.0
+
+
+@dataclass
+class Driver:
+    """A protocol's local side for one session."""
+
+    handshake: LocalHandshake | None = None
+    client_filter: ClientFilter | None = None
+    reply_filter: ReplyFilter | None = None
 
 
 class OneShot:
-    def __init__(
-        self, proto: str, service: str, upstream: Stream, handshake: LocalHandshake, timeout: float, audit: AuditLog
-    ) -> None:
+    def __init__(self, proto: str, service: str, timeout: float, audit: AuditLog) -> None:
         self.proto, self.service = proto, service
-        self._upstream = upstream
-        self._handshake = handshake
         self._timeout = timeout
         self._audit = audit
+        self._sock: socket.socket | None = None
+        self._upstream: Stream | None = None
+        self._driver = Driver()
         self._server: asyncio.Server | None = None
         self._task: asyncio.Task | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._accepted = False
+        self._counts = [0, 0]  # to upstream, to client
         self.addr = ""
         self.expires_at = 0.0
         self.closed = asyncio.Event()
 
-    async def open(self) -> str:
-        self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.addr = f"127.0.0.1:{port}"
+    def bind(self) -> str:
+        """Reserve the loopback port (not listening yet); raises OSError (EMFILE when out of descriptors)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self.addr = f"127.0.0.1:{sock.getsockname()[1]}"
+        return self.addr
+
+    async def start(self, upstream: Stream, driver: Driver) -> None:
+        """Listen for the one client; from here on the session owns ``upstream``."""
+        assert self._sock is not None, "bind() first"
+        self._upstream, self._driver = upstream, driver
+        self._server = await asyncio.start_server(self._on_client, sock=self._sock)
         self.expires_at = time.time() + self._timeout
         self._deadline = asyncio.get_running_loop().call_later(self._timeout, self._expire)
-        return self.addr
 
     def _expire(self) -> None:
         if not self._accepted:
@@ -53,7 +83,7 @@ class OneShot:
             self.close()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._accepted or self._server is None:
+        if self._accepted or self._server is None or self._upstream is None:
             writer.close()  # exactly one client per session
             return
         self._accepted = True
@@ -63,15 +93,15 @@ class OneShot:
         self._task = asyncio.current_task()
         peer = writer.get_extra_info("peername")
         started = time.monotonic()
-        counts = [0, 0]  # to upstream, to client
         outcome = "closed"
         try:
-            pending = await self._handshake(reader, writer, self._upstream)
-            up_reader, up_writer = self._upstream
-            if pending:
-                up_writer.write(pending)
-                counts[0] += len(pending)
-            await asyncio.gather(_pump(reader, up_writer, counts, 0), _pump(up_reader, writer, counts, 1))
+            async with asyncio.timeout(LOGIN_TIMEOUT):
+                await self._login(reader, writer)
+            await self._splice(reader, writer)
+        except ClientRejected as exc:
+            outcome = f"refused: {exc.reason}"
+        except TimeoutError:
+            outcome = "refused: no login within 30 s"
         except asyncio.CancelledError:
             outcome = "ended by lock"
         except Exception as exc:  # noqa: BLE001 - a broken client or upstream ends the session
@@ -79,50 +109,160 @@ class OneShot:
         finally:
             for stream_writer in (writer, self._upstream[1]):
                 stream_writer.close()
+            masked = self._driver.reply_filter.hits if self._driver.reply_filter is not None else 0
             self._audit.record(
                 f"{self.proto}.session", service=self.service, peer=f"{peer[0]}:{peer[1]}" if peer else None,
-                duration_ms=int((time.monotonic() - started) * 1000), bytes_to_upstream=counts[0],
-                bytes_to_client=counts[1], outcome=outcome,
+                duration_ms=int((time.monotonic() - started) * 1000), bytes_to_upstream=self._counts[0],
+                bytes_to_client=self._counts[1], outcome=outcome, **({"masked": masked} if masked else {}),
             )  # fmt: skip
             self.closed.set()
+
+    async def _login(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The protocol's local login: its handshake, then (Redis) the filter until it says logged in."""
+        assert self._upstream is not None
+        driver = self._driver
+        pending = await driver.handshake(reader, writer, self._upstream) if driver.handshake else b""
+        if pending:
+            await self._apply(driver.client_filter.feed(pending) if driver.client_filter else Step(pending), writer)
+        while driver.client_filter is not None and not driver.client_filter.logged_in:
+            chunk = await reader.read(CHUNK)
+            if not chunk:
+                raise ClientRejected("closed before logging in")
+            await self._apply(driver.client_filter.feed(chunk), writer)
+
+    async def _apply(self, step: Step, writer: asyncio.StreamWriter) -> None:
+        assert self._upstream is not None
+        if step.to_client:
+            writer.write(step.to_client)
+            self._counts[1] += len(step.to_client)
+        if step.to_upstream:
+            self._upstream[1].write(step.to_upstream)
+            self._counts[0] += len(step.to_upstream)
+            await self._upstream[1].drain()
+        if step.close is not None:
+            with contextlib.suppress(OSError):
+                await writer.drain()
+            raise ClientRejected(step.close)
+        if step.to_client:
+            await writer.drain()
+
+    async def _splice(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tasks = [
+            asyncio.ensure_future(self._from_client(reader, writer)),
+            asyncio.ensure_future(self._to_client(writer)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._upstream is not None
+        client_filter = self._driver.client_filter
+        while chunk := await reader.read(CHUNK):
+            await self._apply(client_filter.feed(chunk) if client_filter else Step(chunk), writer)
+        _write_eof(self._upstream[1])
+
+    async def _to_client(self, writer: asyncio.StreamWriter) -> None:
+        assert self._upstream is not None
+        mask = self._driver.reply_filter
+        while chunk := await self._upstream[0].read(CHUNK):
+            out = mask.feed(chunk) if mask is not None else chunk
+            if out:
+                self._counts[1] += len(out)
+                writer.write(out)
+                await writer.drain()
+        if mask is not None and (tail := mask.flush()):
+            self._counts[1] += len(tail)
+            writer.write(tail)
+        _write_eof(writer)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        elif self._sock is not None:
+            self._sock.close()
         if self._deadline is not None:
             self._deadline.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         elif not self._accepted:
-            self._upstream[1].close()
+            if self._upstream is not None:
+                self._upstream[1].close()
             self.closed.set()
 
 
-async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, counts: list[int], index: int) -> None:
-    """Copy until end of stream, then pass the end on (half-close) so the other direction can finish."""
-    while chunk := await source.read(CHUNK):
-        counts[index] += len(chunk)
-        sink.write(chunk)
-        await sink.drain()
+def _write_eof(sink: asyncio.StreamWriter) -> None:
+    """Pass the end of stream on (half-close) so the other direction can finish."""
     with contextlib.suppress(OSError, RuntimeError):
         if sink.can_write_eof():
             sink.write_eof()
 
 
+class SessionLimit(Exception):
+    """Too many open sessions (429)."""
+
+
+class SessionsClosed(Exception):
+    """The vault was locked while the session was being opened."""
+
+
+class Slot:
+    """One counted session (from before its upstream login until it closes); ``release`` is idempotent."""
+
+    def __init__(self, sessions: TcpSessions, owner: bytes) -> None:
+        self._sessions, self.owner = sessions, owner
+        self.generation = sessions.generation
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._sessions._release(self.owner)
+
+
 class TcpSessions:
     def __init__(self) -> None:
         self._live: set[OneShot] = set()
+        self._per_owner: Counter[bytes] = Counter()
+        self._open = 0
+        self.generation = 0  # bumped by close(): a session opened across a lock is not kept
 
-    def track(self, session: OneShot) -> None:
+    def reserve(self, owner: bytes, per_owner: int, total: int) -> Slot:
+        """Count a new session for ``owner`` (a token's digest); SessionLimit when a cap is reached."""
+        if self._per_owner[owner] >= per_owner:
+            raise SessionLimit(f"too many open sessions for this token (at most {per_owner}): use or close one first")
+        if self._open >= total:
+            raise SessionLimit(f"too many open sessions on this server (at most {total}): try again later")
+        self._per_owner[owner] += 1
+        self._open += 1
+        return Slot(self, owner)
+
+    def _release(self, owner: bytes) -> None:
+        self._open -= 1
+        self._per_owner[owner] -= 1
+        if self._per_owner[owner] <= 0:
+            del self._per_owner[owner]
+
+    def track(self, session: OneShot, slot: Slot) -> None:
+        """Keep ``session`` until it closes (then its slot is freed); SessionsClosed after a lock."""
+        if slot.generation != self.generation:
+            raise SessionsClosed("vault is locked")
         self._live.add(session)
-        asyncio.ensure_future(self._forget_when_closed(session))
+        asyncio.ensure_future(self._forget_when_closed(session, slot))
 
-    async def _forget_when_closed(self, session: OneShot) -> None:
+    async def _forget_when_closed(self, session: OneShot, slot: Slot) -> None:
         await session.closed.wait()
         self._live.discard(session)
+        slot.release()
 
     async def close(self) -> None:
         """On lock: pending listeners and active sessions alike."""
+        self.generation += 1
         sessions = list(self._live)
         for session in sessions:
             session.close()

@@ -1,10 +1,13 @@
-"""Postgres sessions: the vault does TLS and SCRAM upstream; the local client is let in without a password.
+"""Postgres sessions: the vault does TLS and SCRAM upstream; the local client logs in with the client secret.
 
 Upstream (``postgres_tls`` require / prefer / disable): SSLRequest, startup as the stored user and
 database, SCRAM-SHA-256 with the server's signature checked (cleartext or md5 only when the server asks
 and the connection is encrypted), then the server's ParameterStatus and BackendKeyData are kept until
-ReadyForQuery. Local: SSLRequest and GSSENCRequest answered ``N``; the startup message's user, database
-and password play no part (AuthenticationOk at once); its other parameters (``application_name``,
+ReadyForQuery (with ``postgres_read_only``, the startup also sets ``default_transaction_read_only=on``,
+which RESET and DISCARD ALL return to). Local: SSLRequest and GSSENCRequest answered ``N``; the startup
+message's user and database play no part; the password asked for (cleartext: the loopback hop) must be
+the session's client secret, when it has one (else AuthenticationOk at once, no password asked); a wrong
+one ends the session. The startup's other parameters (``application_name``,
 ``client_encoding``, ``-c name=value`` in ``options``, …) are applied upstream with ``set_config`` before
 the upstream's ParameterStatus (as changed by them), BackendKeyData and ReadyForQuery are replayed.
 A parameter the server rejects ends the session with its error, as a direct connection would.
@@ -18,12 +21,18 @@ import ssl
 import struct
 from dataclasses import dataclass, field
 
+from ..redaction import SecretSet
 from ..vault.models import PostgresAuth
 from ..vault.secret import reveal
 from . import postgres_wire as wire
 from .dial import Stream, start_tls
-from .errors import SessionError
+from .errors import ClientRejected, SessionError
+from .listener import Driver
+from .masking import ReplyMask
+from .postgres_filter import PostgresFilter
 from .scram import MECHANISM, ScramClient, ScramError
+from .sql_check import READ_ONLY_REFUSAL, READ_ONLY_SETTINGS
+from .steps import secret_matches
 
 TIMEOUT = 15.0
 _NOT_SETTINGS = {"user", "database", "replication", "options"}
@@ -110,7 +119,10 @@ async def login(stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext) -> tupl
     password = reveal(auth.postgres_password)
     try:
         stream = await _negotiate_tls(stream, auth, tls)
-        stream[1].write(wire.startup_message({"user": auth.postgres_user, "database": auth.postgres_db}))
+        startup = {"user": auth.postgres_user, "database": auth.postgres_db}
+        if auth.postgres_read_only:
+            startup["default_transaction_read_only"] = "on"
+        stream[1].write(wire.startup_message(startup))
         await _authenticate(stream, auth, password)
         state = UpstreamState()
         while True:
@@ -189,14 +201,28 @@ async def _apply_settings(upstream: Stream, settings: dict[str, str], status: di
             return error
 
 
-def local_handshake(state: UpstreamState):
-    """The local side for one session: no password asked, the upstream's state replayed."""
+async def _check_password(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: str) -> None:
+    """Ask for a cleartext password (the loopback hop) and compare it with the client secret."""
+    writer.write(wire.auth_request(wire.AUTH_CLEARTEXT))
+    await writer.drain()
+    try:
+        kind, payload = await wire.read_message(reader)
+    except asyncio.IncompleteReadError:
+        raise ClientRejected("no password sent (the session's client_secret is the password)") from None
+    if kind == b"p" and secret_matches(payload.split(b"\0", 1)[0], secret):
+        return
+    writer.write(wire.error_response("28P01", "password authentication failed: use the session's client_secret"))
+    await writer.drain()
+    raise ClientRejected("wrong client secret" if kind == b"p" else "no password sent")
+
+
+def local_handshake(state: UpstreamState, client_secret: str | None = None, read_only: bool = False):
+    """The local side for one session: the client secret checked, the upstream's state replayed."""
 
     async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: Stream) -> bytes:
         def refuse(code: str, text: str) -> bytes:
             writer.write(wire.error_response(code, text))
-            writer.close()
-            return b""
+            raise ClientRejected(f"startup refused (SQLSTATE {code})")
 
         while True:
             code, rest = await wire.read_startup(reader)
@@ -214,8 +240,12 @@ def local_handshake(state: UpstreamState):
         protocol_options = [name for name in params if name.startswith("_pq_.")]
         if code & 0xFFFF or protocol_options:
             writer.write(wire.negotiate_protocol(0, protocol_options))
+        if client_secret is not None:
+            await _check_password(reader, writer, client_secret)
         status = dict(state.parameters)
         settings = startup_settings(params)
+        if read_only and READ_ONLY_SETTINGS & {name.lower() for name in settings}:
+            return refuse(READ_ONLY_REFUSAL[0], READ_ONLY_REFUSAL[1])
         if settings:
             error = await _apply_settings(upstream, settings, status)
             if error:
@@ -228,3 +258,11 @@ def local_handshake(state: UpstreamState):
         return b""  # anything pipelined is still in ``reader``: the splice reads it next
 
     return handshake
+
+
+def driver(state: UpstreamState, auth: PostgresAuth, client_secret: str | None) -> Driver:
+    return Driver(
+        handshake=local_handshake(state, client_secret, auth.postgres_read_only),
+        client_filter=PostgresFilter(auth.postgres_read_only),
+        reply_filter=ReplyMask.of(SecretSet(auth.secret_values())),
+    )

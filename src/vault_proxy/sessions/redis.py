@@ -1,25 +1,25 @@
-"""Redis sessions: the vault sends AUTH and SELECT upstream; the client's own AUTH never leaves the host.
+"""Redis sessions: the vault sends AUTH and SELECT upstream; the client's side is ``redis_filter``.
 
-Local side, until the first other command: ``AUTH …`` is answered ``+OK`` here; ``HELLO <ver> AUTH u p
-[SETNAME n]`` goes upstream without its AUTH part (redis-py sends that by default). Everything from
-the first other command on, pipelined bytes included, is spliced unchanged.
+The local client logs in with the session's client secret (``AUTH`` / ``HELLO … AUTH``, answered here
+and never forwarded); its commands then pass the command filter, and every reply the stored-password
+mask (see ``driver``).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from ..redaction import SecretSet
 from ..vault.models import RedisAuth
 from ..vault.secret import reveal
 from .dial import Stream
 from .errors import SessionError
+from .listener import Driver
+from .masking import Markers, ReplyMask
+from .redis_filter import RedisFilter
+from .redis_wire import encode
 
-MAX_HANDSHAKE = 1024 * 1024
 TIMEOUT = 10.0
-
-
-def encode(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
 async def _reply_line(reader: asyncio.StreamReader) -> bytes:
@@ -50,73 +50,10 @@ async def login(stream: Stream, auth: RedisAuth) -> None:
         raise SessionError(f"redis auth failed: {type(exc).__name__}") from None
 
 
-class _Incomplete(Exception):
-    pass
-
-
-def parse_command(buffer: bytes) -> tuple[list[bytes], int]:
-    """One client command from ``buffer``: (arguments, bytes used); raises _Incomplete if more is needed."""
-    if not buffer:
-        raise _Incomplete
-    if buffer[:1] != b"*":  # inline command
-        end = buffer.find(b"\n")
-        if end < 0:
-            raise _Incomplete
-        return buffer[:end].rstrip(b"\r").split(), end + 1
-    end = buffer.find(b"\r\n")
-    if end < 0:
-        raise _Incomplete
-    count, pos, args = int(buffer[1:end]), end + 2, []
-    if count < 0:
-        raise ValueError("negative array length")
-    for _ in range(count):
-        end = buffer.find(b"\r\n", pos)
-        if end < 0 or buffer[pos : pos + 1] != b"$":
-            raise _Incomplete
-        size = int(buffer[pos + 1 : end])
-        if size < 0:  # else the parse would step backwards (a 0 length made the AUTH loop spin)
-            raise ValueError("negative bulk length")
-        start = end + 2
-        if len(buffer) < start + size + 2:
-            raise _Incomplete
-        args.append(buffer[start : start + size])
-        pos = start + size + 2
-    return args, pos
-
-
-def without_auth(args: list[bytes]) -> list[bytes]:
-    """HELLO's arguments minus ``AUTH user pass`` (the protocol version and SETNAME stay)."""
-    out, i = [], 0
-    while i < len(args):
-        if args[i].upper() == b"AUTH" and i + 2 < len(args):
-            i += 3
-            continue
-        out.append(args[i])
-        i += 1
-    return out
-
-
-async def local_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _upstream: Stream) -> bytes:
-    buffer = b""
-    while True:
-        try:
-            args, used = parse_command(buffer)
-        except _Incomplete:
-            if len(buffer) > MAX_HANDSHAKE:
-                return buffer
-            chunk = await reader.read(64 * 1024)
-            if not chunk:
-                return buffer
-            buffer += chunk
-            continue
-        except ValueError:
-            return buffer  # not RESP we understand: pass it on and let the server answer
-        name = args[0].upper() if args else b""
-        if name == b"AUTH":
-            writer.write(b"+OK\r\n")
-            await writer.drain()
-            buffer = buffer[used:]
-            continue
-        if name == b"HELLO":
-            return encode(*without_auth(args)) + buffer[used:]
-        return buffer
+def driver(auth: RedisAuth, client_secret: str | None) -> Driver:
+    """The local side: no handshake of its own, the filter does the login (sans-I/O)."""
+    markers = Markers()
+    return Driver(
+        client_filter=RedisFilter(markers, client_secret, auth.redis_allowed_commands),
+        reply_filter=ReplyMask.of(SecretSet(auth.secret_values()), markers),
+    )

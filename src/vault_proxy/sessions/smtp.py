@@ -1,8 +1,9 @@
-"""SMTP sessions: the vault does EHLO, STARTTLS and AUTH upstream; the local client is logged in for free.
+"""SMTP sessions: the vault does EHLO, STARTTLS and AUTH upstream; the local client logs in with a secret.
 
 Upstream: greeting, EHLO, STARTTLS when the mode says so (then EHLO again), AUTH PLAIN, or AUTH LOGIN
 when only that is offered. Local: ``220`` greeting, EHLO/HELO answered with the upstream's extensions
-plus ``AUTH PLAIN LOGIN``, AUTH PLAIN/LOGIN (with or without an initial response) answered ``235``,
+plus ``AUTH PLAIN LOGIN``, AUTH PLAIN/LOGIN (with or without an initial response) answered ``235`` when
+its password is the session's client secret (any password without one; a wrong one ends the session),
 MAIL before AUTH answered ``530``; after AUTH everything (pipelined bytes included) is spliced, so
 MAIL/RCPT/DATA reach the authenticated upstream.
 """
@@ -13,10 +14,15 @@ import asyncio
 import base64
 import ssl
 
+from ..redaction import SecretSet
 from ..vault.models import SmtpAuth
 from ..vault.secret import reveal
 from .dial import Stream, start_tls
-from .errors import SessionError
+from .errors import ClientRejected, SessionError
+from .listener import Driver
+from .local_login import base64_text, sasl_plain_password
+from .masking import ReplyMask
+from .steps import secret_matches
 
 TIMEOUT = 15.0
 _HIDDEN = ("AUTH", "STARTTLS", "CHUNKING", "PIPELINING")  # never offered locally
@@ -81,18 +87,25 @@ async def login(stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext) -> tuple[St
     return stream, extensions
 
 
-def local_handshake(extensions: list[str]):
-    """The local side for one session, offering the upstream's ``extensions`` plus AUTH."""
+def local_handshake(extensions: list[str], client_secret: str | None = None):
+    """The local side for one session, offering the upstream's ``extensions`` plus AUTH. With a
+    ``client_secret``, AUTH PLAIN / LOGIN must carry it as the password (one try)."""
+    how = "log in with the session's client secret" if client_secret else "any login is accepted here"
 
     async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _upstream: Stream) -> bytes:
         def send(*lines: str) -> None:
             writer.write("".join(f"{line}\r\n" for line in lines).encode())
 
-        send("220 127.0.0.1 vault-proxy ESMTP ready (any login is accepted here)")
+        async def answer(prompt: str) -> str:
+            send(prompt)
+            await writer.drain()
+            return (await reader.readline()).decode("utf-8", "replace").strip()
+
+        send(f"220 127.0.0.1 vault-proxy ESMTP ready ({how})")
         while True:
             raw = await reader.readline()
             if not raw:
-                return b""
+                raise ClientRejected("closed before logging in")
             verb = raw.decode("utf-8", "replace").strip().split(" ", 1)
             name, arg = verb[0].upper(), (verb[1] if len(verb) > 1 else "")
             if name == "EHLO":
@@ -103,21 +116,18 @@ def local_handshake(extensions: list[str]):
             elif name == "AUTH":
                 mechanism, _, initial = arg.partition(" ")
                 if mechanism.upper() == "PLAIN":
-                    if not initial:
-                        send("334 ")
-                        await writer.drain()
-                        await reader.readline()
+                    password = sasl_plain_password(initial if initial else await answer("334 "))
                 elif mechanism.upper() == "LOGIN":
                     if not initial:
-                        send("334 VXNlcm5hbWU6")
-                        await writer.drain()
-                        await reader.readline()
-                    send("334 UGFzc3dvcmQ6")
-                    await writer.drain()
-                    await reader.readline()
+                        await answer("334 VXNlcm5hbWU6")
+                    password = base64_text(await answer("334 UGFzc3dvcmQ6"))
                 else:
                     send("504 5.5.4 use AUTH PLAIN or AUTH LOGIN")
                     continue
+                if client_secret is not None and (password is None or not secret_matches(password, client_secret)):
+                    send("535 5.7.8 Authentication credentials invalid")
+                    await writer.drain()
+                    raise ClientRejected("wrong client secret")
                 send("235 2.7.0 Authentication successful")
                 await writer.drain()
                 return b""  # anything pipelined is still in ``reader``: the splice reads it next
@@ -128,8 +138,7 @@ def local_handshake(extensions: list[str]):
             elif name == "QUIT":
                 send("221 2.0.0 Bye")
                 await writer.drain()
-                writer.close()
-                return b""
+                raise ClientRejected("closed before logging in")
             elif name == "STARTTLS":
                 send("454 4.7.0 TLS is done by the vault upstream")
             else:
@@ -137,3 +146,8 @@ def local_handshake(extensions: list[str]):
             await writer.drain()
 
     return handshake
+
+
+def driver(auth: SmtpAuth, extensions: list[str], client_secret: str | None) -> Driver:
+    mask = ReplyMask.of(SecretSet(auth.secret_values()))
+    return Driver(handshake=local_handshake(extensions, client_secret), reply_filter=mask)

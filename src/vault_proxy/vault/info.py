@@ -21,8 +21,10 @@ _PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "imap": ("imap_host", "imap_port", "imap_user", "imap_tls"),
     "smtp": ("smtp_host", "smtp_port", "smtp_user", "smtp_tls"),
-    "redis": ("redis_host", "redis_port", "redis_username", "redis_db", "redis_tls"),
-    "postgres": ("postgres_host", "postgres_port", "postgres_user", "postgres_db", "postgres_tls"),
+    "redis": ("redis_host", "redis_port", "redis_username", "redis_db", "redis_tls", "redis_allowed_commands"),
+    "postgres": (
+        "postgres_host", "postgres_port", "postgres_user", "postgres_db", "postgres_tls", "postgres_read_only",
+    ),
 }  # fmt: skip
 EXPIRING_WITHIN = timedelta(minutes=30)
 

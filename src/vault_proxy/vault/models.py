@@ -12,7 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator, model_validator
 
 from .secret import RequiredSecret, Secret
 
@@ -184,6 +184,13 @@ class SmtpAuth(_Auth):
         return self
 
 
+# What a Redis session refuses unless ``redis_allowed_commands`` names it (sessions/redis_filter.py): commands
+# that can reveal or change the stored credential, or turn the session into a replica or a monitor.
+REDIS_REFUSED_COMMANDS = frozenset(
+    {"CONFIG", "ACL", "MIGRATE", "REPLICAOF", "SLAVEOF", "MODULE", "DEBUG", "MONITOR", "SYNC", "PSYNC"}
+)
+
+
 class RedisAuth(_Auth):
     type: Literal["redis"]
     redis_host: str
@@ -192,6 +199,21 @@ class RedisAuth(_Auth):
     redis_password: Secret | None = None
     redis_db: int = Field(default=0, ge=0)
     redis_tls: bool = False
+    # Commands a session refuses by default that this service allows (SPEC §13), upper-cased.
+    redis_allowed_commands: list[str] = Field(default_factory=list)
+
+    @field_validator("redis_allowed_commands")
+    @classmethod
+    def _check_allowed_commands(cls, value: list[str]) -> list[str]:
+        names = []
+        for name in value:
+            if name.upper() not in REDIS_REFUSED_COMMANDS:
+                raise ValueError(
+                    f"redis_allowed_commands entry {name[:40]!r} is not refused by default; "
+                    f"list only some of {', '.join(sorted(REDIS_REFUSED_COMMANDS))}"
+                )
+            names.append(name.upper())
+        return sorted(set(names))
 
 
 class PostgresAuth(_Auth):
@@ -202,6 +224,7 @@ class PostgresAuth(_Auth):
     postgres_password: Secret
     postgres_db: str
     postgres_tls: Literal["require", "prefer", "disable"] = "require"
+    postgres_read_only: StrictBool = False  # sessions start read-only and refuse switching it off (SPEC §13)
 
 
 Auth = Annotated[

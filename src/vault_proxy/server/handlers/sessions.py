@@ -1,4 +1,10 @@
-"""``POST /{proto}/{name}/session``: log in upstream, then hand out a one-shot loopback address (SPEC §13)."""
+"""``POST /{proto}/{name}/session``: log in upstream, then hand out a one-shot loopback address (SPEC §13).
+
+Order, so that no failure leaves an upstream login behind: count the session against the caps (429),
+bind the loopback port (503 when out of file descriptors), dial and log in upstream (502 / 403 / 503),
+then listen. Any failure after the login closes that upstream connection. The answer carries a
+one-time ``client_secret`` the local client must log in with, unless ``?client_secret=false``.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +17,39 @@ from aiohttp import web
 
 from ...sessions import imap, postgres, redis, smtp
 from ...sessions.dial import Stream, client_tls, dial, start_tls
-from ...sessions.errors import SessionError
-from ...sessions.listener import LocalHandshake, OneShot
+from ...sessions.errors import FD_EXHAUSTED, SessionError
+from ...sessions.listener import Driver, OneShot, SessionLimit, SessionsClosed
+from ...sessions.steps import new_client_secret
 from ...vault.models import ImapAuth, PostgresAuth, RedisAuth, Service, SmtpAuth
 from ..bodies import json_response
 from ..context import AppContext, ctx
-from ..errors import ApiError, BadRequest
-from ..request_keys import AUDIT_EXTRA
+from ..errors import ApiError, BadRequest, TooManyRequests, VaultLocked
+from ..request_keys import AUDIT_EXTRA, TOKEN
 from ..routing import endpoint
 from .services import visible_service
 
 DEFAULT_TIMEOUT = 30
 MAX_TIMEOUT = 300
+OUT_OF_FILES = "session unavailable: too many open files on the vault server, try again later"
 
 
 class _SessionFailure(ApiError):
     def __init__(self, error: SessionError) -> None:
         super().__init__(error.message)
         self.status = error.status
+
+
+class _Unavailable(ApiError):
+    status = 503
+
+
+def _out_of_files(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the process running out of file descriptors."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in FD_EXHAUSTED:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _timeout(request: web.Request) -> int:
@@ -38,9 +59,16 @@ def _timeout(request: web.Request) -> int:
     return int(text)
 
 
-# Each login gets the dialled stream, the service's auth and the TLS context; it does any implicit TLS
-# itself and returns the logged-in stream with the local side for the client.
-Login = Callable[[Stream, Any, ssl.SSLContext], Awaitable[tuple[Stream, LocalHandshake]]]
+def _wants_client_secret(request: web.Request) -> bool:
+    text = request.query.get("client_secret", "true")
+    if text not in ("true", "false"):
+        raise BadRequest("client_secret must be true or false")
+    return text == "true"
+
+
+# Each login gets the dialled stream, the service's auth, the TLS context and the client secret; it does
+# any implicit TLS itself and returns the logged-in stream with the local side for the client.
+Login = Callable[[Stream, Any, ssl.SSLContext, str | None], Awaitable[tuple[Stream, Driver]]]
 
 
 class Protocol(NamedTuple):
@@ -49,30 +77,38 @@ class Protocol(NamedTuple):
     login: Login
 
 
-async def _redis_login(stream: Stream, auth: RedisAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+async def _redis_login(
+    stream: Stream, auth: RedisAuth, tls: ssl.SSLContext, secret: str | None
+) -> tuple[Stream, Driver]:
     if auth.redis_tls:
         stream = await start_tls("redis", stream, auth.redis_host, tls)
     await redis.login(stream, auth)
-    return stream, redis.local_handshake
+    return stream, redis.driver(auth, secret)
 
 
-async def _smtp_login(stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+async def _smtp_login(
+    stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext, secret: str | None
+) -> tuple[Stream, Driver]:
     if auth.smtp_tls == "implicit":
         stream = await start_tls("smtp", stream, auth.smtp_host, tls)
     stream, extensions = await smtp.login(stream, auth, tls)
-    return stream, smtp.local_handshake(extensions)
+    return stream, smtp.driver(auth, extensions, secret)
 
 
-async def _imap_login(stream: Stream, auth: ImapAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+async def _imap_login(
+    stream: Stream, auth: ImapAuth, tls: ssl.SSLContext, secret: str | None
+) -> tuple[Stream, Driver]:
     if auth.imap_tls == "implicit":
         stream = await start_tls("imap", stream, auth.imap_host, tls)
     stream, capabilities = await imap.login(stream, auth, tls)
-    return stream, imap.local_handshake(capabilities)
+    return stream, imap.driver(auth, capabilities, secret)
 
 
-async def _postgres_login(stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext) -> tuple[Stream, LocalHandshake]:
+async def _postgres_login(
+    stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext, secret: str | None
+) -> tuple[Stream, Driver]:
     stream, state = await postgres.login(stream, auth, tls)
-    return stream, postgres.local_handshake(state)
+    return stream, postgres.driver(state, auth, secret)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -83,15 +119,42 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
-async def _open(context: AppContext, proto: str, service: Service) -> tuple[Stream, LocalHandshake]:
+async def _open(context: AppContext, proto: str, service: Service, secret: str | None) -> tuple[Stream, Driver]:
     """Dial (address policy with private ranges allowed) and log in upstream; raises SessionError."""
     spec = PROTOCOLS[proto]
     host, port = spec.address(service.auth)
     stream, _address = await dial(proto, host, port, context.upstream.policy.with_lan())
     try:
-        return await spec.login(stream, service.auth, client_tls(context.upstream.tls, service.tls_skip_verify))
-    except SessionError:
+        return await spec.login(stream, service.auth, client_tls(context.upstream.tls, service.tls_skip_verify), secret)
+    except BaseException:
         stream[1].close()
+        raise
+
+
+async def _start(context: AppContext, proto: str, service: Service, session: OneShot, secret: str | None) -> None:
+    """Bind, log in upstream and listen; every failure leaves nothing open."""
+    try:
+        session.bind()
+    except OSError as exc:
+        message = OUT_OF_FILES if _out_of_files(exc) else "session unavailable: cannot open a local port"
+        raise _Unavailable(message) from None
+    try:
+        upstream, driver = await _open(context, proto, service, secret)
+    except SessionError as exc:
+        session.close()
+        if _out_of_files(exc):
+            raise _Unavailable(OUT_OF_FILES) from None
+        raise _SessionFailure(exc) from None
+    except BaseException:
+        session.close()
+        raise
+    try:
+        await session.start(upstream, driver)
+    except BaseException as exc:
+        upstream[1].close()
+        session.close()
+        if isinstance(exc, OSError):
+            raise _Unavailable(OUT_OF_FILES if _out_of_files(exc) else "session unavailable") from None
         raise
 
 
@@ -104,18 +167,31 @@ def _session_endpoint(proto: str):
         if not isinstance(service.auth, auth_model):
             raise BadRequest(f'service "{service.name}" uses {service.auth.type} auth, not {proto}')
         timeout = _timeout(request)
+        secret = new_client_secret() if _wants_client_secret(request) else None
         context = ctx(request)
-        audit = request[AUDIT_EXTRA] = {"service": service.name}
+        audit = request[AUDIT_EXTRA] = {"service": service.name, "client_secret": secret is not None}
+        config = context.config
         try:
-            upstream, handshake = await _open(context, proto, service)
-        except SessionError as exc:
-            audit["error"] = exc.message
-            raise _SessionFailure(exc) from None
-        session = OneShot(proto, service.name, upstream, handshake, timeout, context.audit)
-        addr = await session.open()
-        context.sessions.track(session)
+            slot = context.sessions.reserve(request[TOKEN].digest, config.max_sessions_per_token, config.max_sessions)
+        except SessionLimit as exc:
+            raise TooManyRequests(str(exc)) from None
+        session = OneShot(proto, service.name, timeout, context.audit)
+        try:
+            await _start(context, proto, service, session, secret)
+            context.sessions.track(session, slot)
+        except BaseException as exc:
+            slot.release()
+            session.close()
+            if isinstance(exc, ApiError):
+                audit["error"] = exc.message
+            if isinstance(exc, SessionsClosed):
+                raise VaultLocked() from None
+            raise
         expires = datetime.fromtimestamp(session.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return json_response({"addr": addr, "expires_at": expires})
+        answer = {"addr": session.addr, "expires_at": expires}
+        if secret is not None:
+            answer["client_secret"] = secret
+        return json_response(answer)
 
     return open_session
 
