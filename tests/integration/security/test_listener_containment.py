@@ -23,8 +23,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 from helpers import SECURITY_HEADERS, Recorded, ServerHandle, add_service, free_port, make_temp_dir, unique
 from raw_server import run_server, stop, wait_health, write_tls_files
+
+from vault_proxy.server.listener_guard import GuardedSite
+from vault_proxy.server.listener_timeouts import ListenerTimeouts
 
 HEAD, IDLE = 1.0, 4.0  # shortened head and idle timeouts (seconds)
 SHORT = {"head_timeout": HEAD, "idle_timeout": IDLE}
@@ -366,3 +370,33 @@ def test_tls_listener_times_out_and_answers_malformed_requests(tmp_path: Path) -
     assert token and token not in out
     assert "Traceback" not in out and " ERROR " not in out, out[-3000:]
     assert out.count(REFUSED_LINE) == 1, out[-3000:]
+
+
+# --------------------------------------------------------------------------- in process: the other statuses
+
+
+async def test_a_failure_that_escapes_the_app_is_answered_in_json() -> None:
+    """aiohttp's last-resort 500 (a handler failure no middleware caught) has the JSON shape too."""
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("bug")
+
+    app = web.Application()  # no vault middleware: the failure reaches the connection handler
+    app.router.add_get("/", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    try:
+        await GuardedSite(runner, sock, timeouts=ListenerTimeouts()).start()
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.get(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+    finally:
+        await runner.cleanup()
+        sock.close()
+    assert resp.status_code == 500
+    assert resp.json() == {"error": "internal error"}
+    assert resp.headers["content-type"].startswith("application/json")
+    for name, value in SECURITY_HEADERS.items():
+        assert resp.headers.get_list(name) == [value]
