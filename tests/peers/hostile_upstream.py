@@ -13,6 +13,8 @@ It reads the request head, takes the value of ``Authorization: Bearer <secret>``
 ``/unknown-coding``  ``Content-Encoding: zstd`` (a coding the vault cannot decode)
 ``/set-cookie``      ``Set-Cookie: sid=<value of ?v=>``
 ``/cookie-echo``     the ``Cookie`` request header, echoed in the body and in a header
+``/br-bomb``         ``Content-Encoding: br`` with a small Content-Length that expands to 128 MiB
+``/escape-redirect`` 307 to ``<base>/../../services/x`` (a Location that only looks inside the base)
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ class HostileUpstream:
             writer.close()
 
 
+BOMB_SIZE = 128 * 1024 * 1024
+_BOMB: list[bytes] = []
+
+
+def _bomb() -> bytes:
+    if not _BOMB:
+        _BOMB.append(brotli.compress(b"\0" * BOMB_SIZE, quality=1))
+    return _BOMB[0]
+
+
 def _answer(target: str, headers: dict[str, str]) -> bytes:
     parts = urlsplit(target)
     path = parts.path.rsplit("/", 1)[-1]
@@ -108,6 +120,11 @@ def _answer(target: str, headers: dict[str, str]) -> bytes:
     if path == "cookie-echo":
         cookie = headers.get("cookie", "").encode("latin-1")
         return _fixed(b"X-Seen-Cookie: " + cookie + b"\r\n", b"you sent: " + cookie)
+    if path == "br-bomb":
+        return _fixed(b"Content-Encoding: br\r\n", _bomb())
+    if path == "escape-redirect":
+        location = headers.get("x-base", "").encode() + b"/../../services/x"
+        return b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
     return _fixed(b"", b"ok")
 
 

@@ -17,8 +17,9 @@ from urllib.parse import unquote
 from yarl import URL
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# After percent-decoding one segment: a separator (as some servers treat '\' too) next to a dot part.
-_SEPARATORS = re.compile(r"[/\\]")
+# After percent-decoding one segment: a separator (as some servers treat '\' too) or a ';' (Tomcat
+# and Spring read '..;x' as '..') next to a dot part.
+_SEPARATORS = re.compile(r"[/\\;]")
 
 
 class DestinationRefused(ValueError):
@@ -91,7 +92,8 @@ def normalise_tail(path: str) -> str:
 
     ``.``/``..`` (in any percent-encoded form) are resolved; a ``..`` with nothing left to remove
     would climb above the base path and is refused, as is a segment that decodes to a dot part
-    next to a separator (``..%2F``, ``..\\``), which an upstream could read either way.
+    next to a separator or parameter (``..%2F``, ``..\\``, ``..;x``), which an upstream could read
+    either way.
     """
     if not path.startswith("/"):
         raise DestinationRefused("request target must be a path (origin-form)")
@@ -110,8 +112,8 @@ def normalise_tail(path: str) -> str:
             if index == last:
                 kept.append("")  # '/a/..' names the directory '/', as RFC 3986 §5.2.4 has it
             continue
-        if decoded is not segment and _hides_dot_segment(decoded):
-            raise DestinationRefused("encoded separator next to a dot segment in the request path")
+        if _hides_dot_segment(decoded):
+            raise DestinationRefused("separator or ';' next to a dot segment in the request path")
         kept.append(segment)
     return "/" + "/".join(kept)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -41,6 +42,13 @@ _REQUEST_DROP_FOR = {
 }
 
 
+# Headers that may carry a vault token on /proxy routes besides X-Vault-Token (always dropped). A value
+# shaped like a vault token (64 lowercase hex) in either is never forwarded, even when the other one
+# authenticated the call: a client configured with both would otherwise hand one to the upstream.
+_TOKEN_CARRIERS = ("Authorization", "x-api-key")
+_VAULT_TOKEN = re.compile(r"[0-9a-f]{64}")
+
+
 def upstream_request_headers(
     incoming: CIMultiDictProxy[str],
     *,
@@ -65,6 +73,10 @@ def upstream_request_headers(
             if (low := name.lower()) not in drop and low[:8] != "x-vault-"
         ]
     )
+    for name in _TOKEN_CARRIERS:  # a second vault token in the other carrier (a client that sets both)
+        value = out.get(name)
+        if value is not None and _VAULT_TOKEN.fullmatch(value.removeprefix("Bearer ").strip()):
+            del out[name]
     out.extend(inject)
     if accept_encoding is not None and "Accept-Encoding" in out:
         out["Accept-Encoding"] = accept_encoding

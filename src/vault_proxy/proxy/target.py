@@ -6,7 +6,7 @@ from urllib.parse import urljoin
 
 from yarl import URL
 
-from ..outbound.destination import DestinationRefused
+from ..outbound.destination import DestinationRefused, normalise_tail
 
 
 def proxied_tail(raw_path: str, service: str) -> str:
@@ -29,5 +29,11 @@ def rewrite_location(location: str, request_url: URL, base_url: str, service: st
     absolute = urljoin(str(request_url), location)
     base = base_url.rstrip("/")
     if absolute == base or absolute.startswith((base + "/", base + "?")):
-        return f"/proxy/{service}{absolute[len(base) :]}"
+        tail = absolute[len(base) :]
+        tail_path, mark, query = tail.partition("?")
+        try:  # dot segments resolved first: '/v1/../../services' is not inside '/v1'
+            clean = normalise_tail(tail_path) if tail_path else ""
+        except DestinationRefused:
+            return absolute  # stays an upstream URL: a client following it never reaches the vault's routes
+        return f"/proxy/{service}{clean}{mark}{query}"
     return absolute

@@ -76,6 +76,8 @@ def test_absolute_form_is_refused_on_every_route(proxy_env):
         "/a/..%2f..%2fx",
         "/a/..%5c..%5cx",
         "/a\\..\\..\\x",
+        "/..;/x",  # Tomcat/Spring read '..;' as '..'
+        "/a/..;x/..;/x",
     ],
 )
 def test_dot_segments_cannot_leave_the_base_path(proxy_env, tail):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import gzip
 import socket
+from pathlib import Path
 
+import httpx
 import pytest
 from hostile_upstream import HostileUpstream
 
@@ -113,3 +115,51 @@ def test_a_secret_that_is_not_ascii_is_kept_out_of_the_reason(proxy_env, hostile
     data = raw_get(proxy_env, f"/proxy/{name}/reason", proxy_env.token())
     assert data.split(b"\r\n", 1)[0].isascii()
     assert_no_secret(data, secret)
+
+
+# --------------------------------------------------------------------------- found by the red-team review
+
+
+def peak_rss_mb(server) -> float:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_compression_bomb_is_decoded_in_bounded_pieces(proxy_env, hostile):
+    """A ~100 KB brotli body with a Content-Length that expands to 128 MiB was decoded whole, in one
+    go on the event loop (the red-team run saw 2 GB and a 12 s stall from 1 GiB). Now it streams."""
+    name, _ = hostile_service(proxy_env, hostile)
+    before = peak_rss_mb(proxy_env.server)
+    received = 0
+    with httpx.Client(timeout=60) as client, client.stream(  # unrecorded: 128 MiB of zeros, no secret
+        "GET", proxy_env.url(name, "/br-bomb"), headers={"Authorization": f"Bearer {proxy_env.token()}"}
+    ) as resp:
+        assert resp.status_code == 200
+        for chunk in resp.iter_raw():
+            received += len(chunk)
+    assert received == 128 * 1024 * 1024
+    assert peak_rss_mb(proxy_env.server) - before < 64  # decoded whole, it was 128 MiB and more
+
+
+def test_a_location_that_climbs_out_of_the_base_is_not_mapped_to_vault_routes(proxy_env, hostile):
+    """``Location: <base>/../../services/x`` was rewritten to ``/proxy/svc/../../services/x``: a client
+    following it resolved the dots and sent its vault token to ``/services/x`` on the vault."""
+    name, _ = proxy_env.bearer(base_url=f"{hostile.url}/api/v1")
+    resp = proxy_env.call("GET", name, "/escape-redirect", headers={"X-Base": f"{hostile.url}/api/v1"})
+    assert resp.status_code == 307
+    location = resp.headers["Location"]
+    assert not location.startswith("/"), location  # left absolute, pointing at the upstream
+    assert location.startswith(hostile.url)
+
+
+def test_a_second_vault_token_in_the_other_header_is_never_forwarded(proxy_env):
+    """Authorization authenticated the call; a vault token also in x-api-key went upstream as is."""
+    name = proxy_env.add({"type": "header", "header_name": "X-Custom-Key", "header_value": proxy_env.secrets.new("h")})
+    other = proxy_env.token(fresh=True)
+    mark = proxy_env.upstream.mark()
+    resp = proxy_env.call("GET", name, "/echo", headers={"x-api-key": other})
+    assert resp.status_code == 200, resp.text  # the upstream answers 400 when it sees a vault token
+    (seen,) = proxy_env.upstream.since(mark)
+    assert "x-api-key" not in seen.header_names()
