@@ -14,6 +14,7 @@ It reads the request head, takes the value of ``Authorization: Bearer <secret>``
 ``/set-cookie``      ``Set-Cookie: sid=<value of ?v=>``
 ``/cookie-echo``     the ``Cookie`` request header, echoed in the body and in a header
 ``/br-bomb``         ``Content-Encoding: br`` with a small Content-Length that expands to 128 MiB
+``/status-NNN``      a response with status NNN (e.g. 0, 99, 600, 999)
 ``/escape-redirect`` 307 to ``<base>/../../services/x`` (a Location that only looks inside the base)
 """
 
@@ -120,6 +121,8 @@ def _answer(target: str, headers: dict[str, str]) -> bytes:
     if path == "cookie-echo":
         cookie = headers.get("cookie", "").encode("latin-1")
         return _fixed(b"X-Seen-Cookie: " + cookie + b"\r\n", b"you sent: " + cookie)
+    if path.startswith("status-"):
+        return b"HTTP/1.1 " + path.removeprefix("status-").encode() + b" X\r\nContent-Length: 2\r\n\r\nok"
     if path == "br-bomb":
         return _fixed(b"Content-Encoding: br\r\n", _bomb())
     if path == "escape-redirect":

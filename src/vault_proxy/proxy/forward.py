@@ -174,6 +174,8 @@ def _masked(text: str, plan: CallPlan) -> str:
 async def _relay(
     request: web.Request, upstream: UpstreamAnswer, plan: CallPlan, stats: CallStats, abort: _RelayAbort
 ) -> web.StreamResponse:
+    if not 200 <= upstream.status <= 599:  # 1xx are consumed by the client; 0, 99, 600, 999 are not HTTP
+        raise UpstreamFailed(f"upstream answered with status {upstream.status}")
     scrubber = plan.scrubber
     if plan.jar is not None:
         plan.jar.capture(upstream.headers.getall("Set-Cookie", ()), upstream.url)

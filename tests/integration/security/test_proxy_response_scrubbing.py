@@ -163,3 +163,10 @@ def test_a_second_vault_token_in_the_other_header_is_never_forwarded(proxy_env):
     assert resp.status_code == 200, resp.text  # the upstream answers 400 when it sees a vault token
     (seen,) = proxy_env.upstream.since(mark)
     assert "x-api-key" not in seen.header_names()
+
+
+@pytest.mark.parametrize("code", ["000", "099", "600", "999"])
+def test_a_status_outside_http_is_a_502(proxy_env, hostile, code):
+    name, _ = hostile_service(proxy_env, hostile)
+    resp = proxy_env.call("GET", name, f"/status-{code}")
+    assert resp.status_code == 502 and resp.json() == {"error": "upstream request failed"}
