@@ -482,3 +482,26 @@ def test_security_headers_on_success_and_errors(unlocked_server, secrets):
         assert_security_headers(resp)
         content_type = resp.headers.get("content-type", "")
         assert content_type.startswith("application/json"), (resp.request.url.path, content_type)
+
+
+def test_a_json_body_sent_in_many_segments_is_read_whole(unlocked_server):
+    """``read(n)`` returns the first segment only: a body trickled in pieces was a 400 'invalid JSON'."""
+    import socket
+    import time
+
+    body = json.dumps({"scope": "proxy", "name": "trickled"}).encode()
+    host, port = unlocked_server.addr.removeprefix("http://").rsplit(":", 1)
+    head = (
+        f"POST /tokens HTTP/1.1\r\nHost: v\r\nAuthorization: Bearer {unlocked_server.admin_token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head)
+        for i in range(0, len(body), 8):
+            sock.sendall(body[i : i + 8])
+            time.sleep(0.05)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]

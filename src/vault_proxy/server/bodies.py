@@ -16,7 +16,7 @@ async def read_json_object(request: web.Request, *, allow_empty: bool = False) -
     """The body as a JSON object; 413 beyond 1 MiB, 400 when it is not a JSON object."""
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise PayloadTooLarge("request body too large (max 1 MiB)")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    raw = await _read_capped(request, MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
         raise PayloadTooLarge("request body too large (max 1 MiB)")
     if not raw.strip():
@@ -30,6 +30,19 @@ async def read_json_object(request: web.Request, *, allow_empty: bool = False) -
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
     return value
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, or its first ``limit`` bytes (``read(n)`` alone returns the first segment only)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
