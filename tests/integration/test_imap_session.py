@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import socket
 import time
@@ -34,11 +35,12 @@ def _session(env, name: str, **params):
                                 headers={"Authorization": f"Bearer {env.token()}"})  # fmt: skip
 
 
-def _connect(env, name: str) -> imaplib.IMAP4:
+def _connect(env, name: str) -> tuple[imaplib.IMAP4, str]:
+    """imaplib on a new session, and the session's client secret (the password to log in with)."""
     resp = _session(env, name)
     assert resp.status_code == 200, resp.text
     host, port = resp.json()["addr"].rsplit(":", 1)
-    return imaplib.IMAP4(host, int(port), timeout=15)
+    return imaplib.IMAP4(host, int(port), timeout=15), resp.json()["client_secret"]
 
 
 def _login_lines(peer: DovecotServer, at_least: int = 0) -> list[str]:
@@ -52,14 +54,14 @@ def _login_lines(peer: DovecotServer, at_least: int = 0) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["implicit", "starttls"])
-def test_imaplib_reads_a_delivered_message_with_a_dummy_password(proxy_env, dovecot, mode):
+def test_imaplib_reads_a_delivered_message_with_the_client_secret(proxy_env, dovecot, mode):
     subject = unique("subject")
     dovecot.deliver(subject, "delivered to the Maildir")
     name = _service(proxy_env, dovecot, mode)
     before = len(_login_lines(dovecot))
-    client = _connect(proxy_env, name)
+    client, secret = _connect(proxy_env, name)
     assert "AUTH=PLAIN" in client.capabilities and "STARTTLS" not in client.capabilities
-    assert client.login("anybody", "not-the-password")[0] == "OK"
+    assert client.login("anybody", secret)[0] == "OK"
     assert client.select("INBOX")[0] == "OK"
     typ, found = client.search(None, "SUBJECT", f'"{subject}"')
     assert typ == "OK" and found[0]
@@ -75,7 +77,8 @@ def test_imaplib_reads_a_delivered_message_with_a_dummy_password(proxy_env, dove
 
 def test_authenticate_plain_and_pipelined_commands(proxy_env, dovecot):
     name = _service(proxy_env, dovecot, "implicit")
-    host, port = _session(proxy_env, name).json()["addr"].rsplit(":", 1)
+    body = _session(proxy_env, name).json()
+    host, port = body["addr"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         reader = sock.makefile("rb")
         assert reader.readline().startswith(b"* OK [CAPABILITY ")
@@ -84,7 +87,8 @@ def test_authenticate_plain_and_pipelined_commands(proxy_env, dovecot):
         # AUTHENTICATE without an initial response, then two commands sent before any answer.
         sock.sendall(b"a1 AUTHENTICATE PLAIN\r\n")
         assert reader.readline().startswith(b"+")
-        sock.sendall(b"AHgAeQ==\r\na2 NOOP\r\na3 LOGOUT\r\n")
+        plain = base64.b64encode(b"\0x\0" + body["client_secret"].encode())
+        sock.sendall(plain + b"\r\na2 NOOP\r\na3 LOGOUT\r\n")
         lines = [reader.readline() for _ in range(4)]
         assert lines[0].startswith(b"a1 OK")
         assert lines[1].startswith(b"a2 OK")
@@ -94,13 +98,14 @@ def test_authenticate_plain_and_pipelined_commands(proxy_env, dovecot):
 def test_local_login_with_literals(proxy_env, dovecot):
     """A client LOGIN with a synchronizing literal ({n}: go-ahead) and a non-synchronizing one ({n+})."""
     name = _service(proxy_env, dovecot, "implicit")
-    host, port = _session(proxy_env, name).json()["addr"].rsplit(":", 1)
+    body = _session(proxy_env, name).json()
+    host, port = body["addr"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         reader = sock.makefile("rb")
         reader.readline()
         sock.sendall(b"a1 LOGIN {3}\r\n")
         assert reader.readline().startswith(b"+")
-        sock.sendall(b"bob {4+}\r\n\xc3\xbcpw\r\na2 SELECT INBOX\r\n")
+        sock.sendall(b"bob {32+}\r\n%s\r\na2 SELECT INBOX\r\n" % body["client_secret"].encode())
         assert reader.readline().startswith(b"a1 OK")
         lines = []
         while not lines or not lines[-1].startswith(b"a2 "):
@@ -117,8 +122,8 @@ def test_passwords_that_need_quoting_or_sasl(proxy_env, upstream, kind):
     password = f'q"uo\\te-{unique("pw")}' if kind == "quoted LOGIN" else f"ünï-{unique('pw')}"
     with DovecotServer(upstream.ca, password=password) as peer:
         name = _service(proxy_env, peer, "starttls", password=password)
-        client = _connect(proxy_env, name)
-        assert client.login("x", "y")[0] == "OK"
+        client, secret = _connect(proxy_env, name)
+        assert client.login("x", secret)[0] == "OK"
         assert client.select("INBOX")[0] == "OK"
         client.logout()
         assert any(f"user=<{peer.user}>" in line for line in _login_lines(peer, 1))
@@ -130,8 +135,8 @@ def test_logindisabled_without_tls_is_a_clear_auth_error(proxy_env, upstream):
         resp = _session(proxy_env, _service(proxy_env, peer, "none"))
         assert resp.status_code == 502
         assert resp.json()["error"] == "imap auth failed: the server disables LOGIN here and offers no AUTH=PLAIN"
-        client = _connect(proxy_env, _service(proxy_env, peer, "starttls"))
-        assert client.login("x", "y")[0] == "OK"
+        client, secret = _connect(proxy_env, _service(proxy_env, peer, "starttls"))
+        assert client.login("x", secret)[0] == "OK"
         client.logout()
 
 
@@ -158,9 +163,10 @@ def test_cli_prints_the_address(proxy_env, dovecot):
     name = _service(proxy_env, dovecot, "implicit")
     done = proxy_env.server.cli("imap", name, "--timeout", "10", env={"VAULT_TOKEN": proxy_env.token()})
     assert done.returncode == 0, done.stderr
-    host, port = done.stdout.strip().rsplit(":", 1)
+    addr, secret = done.stdout.splitlines()
+    host, port = addr.rsplit(":", 1)
     client = imaplib.IMAP4(host, int(port), timeout=15)
     assert client.noop()[0] == "OK"
-    assert client.login("a", "b")[0] == "OK"
+    assert client.login("a", secret)[0] == "OK"
     assert client.select("INBOX")[0] == "OK"
     client.logout()

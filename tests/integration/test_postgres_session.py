@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import struct
@@ -41,11 +42,12 @@ def _session(env, name: str, **params):
                                 headers={"Authorization": f"Bearer {env.token()}"})  # fmt: skip
 
 
-def _addr(env, name: str) -> tuple[str, int]:
+def _addr(env, name: str) -> dict:
+    """A new session's connection arguments: host, port and its client secret as the password."""
     resp = _session(env, name)
     assert resp.status_code == 200, resp.text
     host, port = resp.json()["addr"].rsplit(":", 1)
-    return host, int(port)
+    return {"host": host, "port": int(port), "password": resp.json()["client_secret"]}
 
 
 def _backend_uses_tls(peer: PostgresServer, application_name: str) -> bool:
@@ -58,11 +60,11 @@ def _backend_uses_tls(peer: PostgresServer, application_name: str) -> bool:
 
 
 @pytest.mark.parametrize("mode", ["require", "disable"])
-def test_psycopg_runs_as_the_stored_user_with_a_dummy_password(proxy_env, pg, mode):
-    host, port = _addr(proxy_env, _service(proxy_env, pg, mode))
+def test_psycopg_runs_as_the_stored_user_with_the_client_secret(proxy_env, pg, mode):
+    args = _addr(proxy_env, _service(proxy_env, pg, mode))
     app = unique("app")
-    with psycopg.connect(host=host, port=port, user="someone", password="not-it", dbname="whatever",
-                         application_name=app, connect_timeout=10) as conn:  # fmt: skip
+    with psycopg.connect(**args, user="someone", dbname="whatever", application_name=app,
+                         connect_timeout=10) as conn:  # fmt: skip
         assert conn.execute("select current_user, current_database()").fetchone() == (pg.user, pg.db)
         assert conn.info.parameter_status("server_version") == pg.server_version
         assert conn.info.backend_pid > 0
@@ -74,8 +76,8 @@ def test_psycopg_runs_as_the_stored_user_with_a_dummy_password(proxy_env, pg, mo
 
 
 def test_tls_only_role_works_through_require_and_is_refused_with_disable(proxy_env, pg):
-    host, port = _addr(proxy_env, _service(proxy_env, pg, "require", user=pg.tls_only_user))
-    with psycopg.connect(host=host, port=port, user="x", dbname="y", connect_timeout=10) as conn:
+    args = _addr(proxy_env, _service(proxy_env, pg, "require", user=pg.tls_only_user))
+    with psycopg.connect(**args, user="x", dbname="y", connect_timeout=10) as conn:
         assert conn.execute("select current_user").fetchone() == (pg.tls_only_user,)
     resp = _session(proxy_env, _service(proxy_env, pg, "disable", user=pg.tls_only_user))
     assert resp.status_code == 502
@@ -84,11 +86,11 @@ def test_tls_only_role_works_through_require_and_is_refused_with_disable(proxy_e
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
 def test_psql_binary(proxy_env, pg):
-    host, port = _addr(proxy_env, _service(proxy_env, pg, "require"))
+    args = _addr(proxy_env, _service(proxy_env, pg, "require"))
     done = subprocess.run(
-        ["psql", "-X", "-A", "-t", "-w", f"host={host} port={port} user=agent dbname=agentdb",
+        ["psql", "-X", "-A", "-t", "-w", f"host={args['host']} port={args['port']} user=agent dbname=agentdb",
          "-c", "select current_user, current_database(), current_setting('application_name')"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=30, env={**os.environ, "PGPASSWORD": args["password"]},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{pg.user}|{pg.db}|psql"
@@ -96,32 +98,35 @@ def test_psql_binary(proxy_env, pg):
 
 def test_startup_options_are_applied_and_a_bad_one_fails_like_a_direct_connection(proxy_env, pg):
     name = _service(proxy_env, pg, "disable")
-    host, port = _addr(proxy_env, name)
+    args = _addr(proxy_env, name)
     options = "-c search_path=custom,public -c statement_timeout=4321"
     show = "select current_setting('search_path'), current_setting('statement_timeout')"
-    with psycopg.connect(host=host, port=port, user="x", dbname="y", options=options, connect_timeout=10) as conn:
+    with psycopg.connect(**args, user="x", dbname="y", options=options, connect_timeout=10) as conn:
         through_vault = conn.execute(show).fetchone()
     with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=pg.db,
                          options=options, sslmode="disable", connect_timeout=10) as direct:  # fmt: skip
         assert through_vault == direct.execute(show).fetchone()
     assert through_vault[1] == "4321ms"
-    host, port = _addr(proxy_env, name)
+    args = _addr(proxy_env, name)
     with pytest.raises(psycopg.OperationalError, match="unrecognized configuration parameter"):
-        psycopg.connect(host=host, port=port, user="x", dbname="y", options="-c no_such_setting=1", connect_timeout=10)
+        psycopg.connect(**args, user="x", dbname="y", options="-c no_such_setting=1", connect_timeout=10)
 
 
 def test_pipelined_query_right_after_startup_is_not_lost(proxy_env, pg):
-    host, port = _addr(proxy_env, _service(proxy_env, pg, "disable"))
+    args = _addr(proxy_env, _service(proxy_env, pg, "disable"))
     startup = struct.pack("!I", 196608) + b"user\0x\0database\0y\0\0"
+    password = args["password"].encode() + b"\0"
     query = b"select 'pipelined-' || current_user\0"
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(struct.pack("!I", len(startup) + 4) + startup + b"Q" + struct.pack("!I", len(query) + 4) + query)
+    with socket.create_connection((args["host"], args["port"]), timeout=10) as sock:
+        sock.sendall(struct.pack("!I", len(startup) + 4) + startup + b"p" + struct.pack("!I", len(password) + 4)
+                     + password + b"Q" + struct.pack("!I", len(query) + 4) + query)  # fmt: skip
         seen = b""
         while b"pipelined-" + pg.user.encode() not in seen or not seen.endswith(b"Z\0\0\0\x05I"):
             chunk = sock.recv(65536)
             assert chunk, f"closed early after {seen!r}"
             seen += chunk
-        assert seen.startswith(b"R\0\0\0\x08\0\0\0\0")  # AuthenticationOk without asking for a password
+        # AuthenticationCleartextPassword (answered by the pipelined password), then AuthenticationOk
+        assert seen.startswith(b"R\0\0\0\x08\0\0\0\x03R\0\0\0\x08\0\0\0\0")
 
 
 def test_wrong_password_refused_tls_and_unreachable_name_the_step(proxy_env, pg):
@@ -138,10 +143,10 @@ def test_wrong_password_refused_tls_and_unreachable_name_the_step(proxy_env, pg)
 
 
 def test_one_client_only_and_lock_ends_the_session(proxy_env, pg):
-    host, port = _addr(proxy_env, _service(proxy_env, pg, "disable"))
-    conn = psycopg.connect(host=host, port=port, user="x", dbname="y", connect_timeout=10)
+    args = _addr(proxy_env, _service(proxy_env, pg, "disable"))
+    conn = psycopg.connect(**args, user="x", dbname="y", connect_timeout=10)
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(host=host, port=port, user="x", dbname="y", connect_timeout=3)
+        psycopg.connect(**args, user="x", dbname="y", connect_timeout=3)
     assert conn.execute("select 1").fetchone() == (1,)
     proxy_env.relock()
     with pytest.raises(psycopg.OperationalError):
@@ -153,9 +158,15 @@ def test_cli_prints_the_address(proxy_env, pg):
     name = _service(proxy_env, pg, "require")
     done = proxy_env.server.cli("postgres", name, "--timeout", "10", env={"VAULT_TOKEN": proxy_env.token()})
     assert done.returncode == 0, done.stderr
-    host, port = done.stdout.strip().rsplit(":", 1)
-    with psycopg.connect(host=host, port=int(port), user="x", dbname="y", connect_timeout=10) as conn:
+    addr, secret = done.stdout.splitlines()
+    host, port = addr.rsplit(":", 1)
+    with psycopg.connect(host=host, port=int(port), password=secret, user="x", dbname="y", connect_timeout=10) as conn:
         assert conn.execute("select current_user").fetchone() == (pg.user,)
+    done = proxy_env.server.cli("postgres", name, "--env", env={"VAULT_TOKEN": proxy_env.token()})
+    env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    with psycopg.connect(host=env["PGHOST"], port=int(env["PGPORT"]), password=env["PGPASSWORD"], user="x",
+                         dbname="y", connect_timeout=10) as conn:  # fmt: skip
+        assert conn.execute("select 1").fetchone() == (1,)
 
 
 async def test_sdk_sessions_sync_and_async(proxy_env, pg):
@@ -167,8 +178,9 @@ async def test_sdk_sessions_sync_and_async(proxy_env, pg):
         assert wrong_kind.value.status_code == 400 and "not redis" in str(wrong_kind.value)
     async with AsyncVaultClient(proxy_env.server.addr, token=proxy_env.token()) as client:
         opened_async = await client.session("postgres", name)
-    for addr in (opened["addr"], opened_async["addr"]):
-        host, port = addr.rsplit(":", 1)
-        async with await psycopg.AsyncConnection.connect(host=host, port=int(port), user="x", dbname="y") as conn:
+    assert "client_secret='...'" in repr(opened) and opened.client_secret not in repr(opened)
+    for session in (opened, opened_async):
+        async with await psycopg.AsyncConnection.connect(host=session.host, port=session.port, user="x", dbname="y",
+                                                         password=session.client_secret) as conn:  # fmt: skip
             cursor = await conn.execute("select current_user")
             assert await cursor.fetchone() == (pg.user,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_smtplib_sends_through_an_authenticated_session(proxy_env, smtp_peer, mo
     message["From"], message["To"], message["Subject"] = "agent@example.com", "you@example.com", subject
     message.set_content("sent through the vault")
     with smtplib.SMTP(host, int(port), timeout=15) as client:
-        client.login("anything", "not-the-password")
+        client.login("anything", resp.json()["client_secret"])
         client.send_message(message)
     got = [m for m in smtp_peer.messages if subject in m.data]
     assert len(got) == 1 and got[0].auth_user == smtp_peer.user and got[0].tls is True
@@ -63,12 +64,13 @@ def test_mail_before_auth_is_refused_locally(proxy_env, smtp_peer):
 
 def test_auth_login_with_initial_response(proxy_env, smtp_peer):
     name = _service(proxy_env, smtp_peer, "starttls")
-    host, port = _session(proxy_env, name).json()["addr"].rsplit(":", 1)
+    body = _session(proxy_env, name).json()
+    host, port = body["addr"].rsplit(":", 1)
     with smtplib.SMTP(host, int(port), timeout=15) as client:
         client.ehlo()
         code, _ = client.docmd("AUTH LOGIN", "dXNlcg==")
         assert code == 334
-        code, _ = client.docmd("cGFzcw==")
+        code, _ = client.docmd(base64.b64encode(body["client_secret"].encode()).decode())
         assert code == 235
         code, _ = client.docmd("MAIL FROM:<a@example.com>")
         assert code == 250

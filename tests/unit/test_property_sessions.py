@@ -25,7 +25,9 @@ from vault_proxy.server.errors import BadRequest
 from vault_proxy.server.handlers import sessions as sessions_handler
 from vault_proxy.sessions import imap, postgres, redis, smtp
 from vault_proxy.sessions import postgres_wire as wire
-from vault_proxy.sessions.errors import SessionError
+from vault_proxy.sessions.errors import ClientRejected, SessionError
+from vault_proxy.sessions.redis_filter import REFUSED, RedisFilter
+from vault_proxy.sessions.redis_replies import Markers
 from vault_proxy.sessions.scram import ScramClient, ScramError
 from vault_proxy.vault.models import ImapAuth, PostgresAuth, RedisAuth, SmtpAuth
 
@@ -131,32 +133,23 @@ redis_client_input = st.lists(resp_frames() | lines(["AUTH x", "PING", "HELLO 3 
 
 
 @SETTINGS
-@given(st.binary(max_size=120) | redis_client_input)
-def test_redis_parse_command_consumes_input_or_says_why_not(buffer: bytes) -> None:
-    try:
-        args, used = redis.parse_command(buffer)
-    except (redis._Incomplete, ValueError):
-        return
-    assert 0 < used <= len(buffer), (buffer, used)
-    if buffer[:1] == b"*":  # each argument consumed its declared length: never less than the canonical frame
-        assert used >= len(redis.encode(*args)), (buffer, args, used)
-    assert all(isinstance(arg, bytes) for arg in args)
-    assert redis.parse_command(buffer + b"*1\r\n$4\r\nPING\r\n") == (args, used)  # more input changes nothing
+@given(st.binary(max_size=120) | redis_client_input, st.sampled_from([None, "client-secret"]))
+def test_redis_filter_consumes_any_client_input(data: bytes, client_secret: str | None) -> None:
+    """Any input is forwarded, answered, refused or held as incomplete; nothing is lost or raises."""
+    step = RedisFilter(Markers(), client_secret).feed(data)
+    assert isinstance(step.to_upstream, bytes) and isinstance(step.to_client, bytes)
+    if client_secret is not None:
+        assert b"AUTH" not in step.to_upstream.upper()  # nothing of a login attempt reaches Redis
 
 
 @SETTINGS
-@given(st.lists(st.binary(max_size=20), min_size=1, max_size=6), st.binary(max_size=30))
-def test_redis_encode_parses_back(args: list[bytes], rest: bytes) -> None:
+@given(st.lists(st.binary(max_size=20), min_size=1, max_size=6))
+def test_redis_encoded_commands_are_forwarded_as_they_are(args: list[bytes]) -> None:
     frame = redis.encode(*args)
-    assert redis.parse_command(frame + rest) == (args, len(frame))
-
-
-@SETTINGS
-@given(redis_client_input)
-def test_redis_local_handshake_finishes_on_any_client_input(data: bytes) -> None:
-    forwarded = run(lambda r, w: redis.local_handshake(r, w, None), data)
-    assert isinstance(forwarded, bytes)
-    assert len(forwarded) <= len(data) or data.upper().count(b"HELLO")  # only a HELLO is rewritten
+    step = RedisFilter(Markers()).feed(frame)
+    name = args[0].upper()
+    if name not in (b"AUTH", b"HELLO", *(n.encode() for n in REFUSED)):
+        assert step.to_upstream == frame and step.to_client == b""
 
 
 @SETTINGS
@@ -263,8 +256,8 @@ def test_postgres_local_handshake_refuses_garbage_cleanly(data: bytes) -> None:
         upstream = _reader(wire.message(b"E", b"C22023\0Mbad\0\0") + wire.message(b"Z", b"I"))
         return await postgres.local_handshake(state)(reader, writer, (upstream, Writer()))
 
-    result = run(handshake, data, wire.ProtocolError, asyncio.IncompleteReadError)
-    assert result == b"" or isinstance(result, wire.ProtocolError | asyncio.IncompleteReadError)
+    result = run(handshake, data, wire.ProtocolError, asyncio.IncompleteReadError, ClientRejected)
+    assert result == b"" or isinstance(result, wire.ProtocolError | asyncio.IncompleteReadError | ClientRejected)
 
 
 @SETTINGS
@@ -320,11 +313,13 @@ def test_imap_read_command_returns_or_refuses(data: bytes) -> None:
 
 
 @SETTINGS
-@given(imap_client_input)
-def test_imap_local_handshake_finishes_on_any_client_input(data: bytes) -> None:
-    handshake = imap.local_handshake(["IMAP4rev1", "IDLE"])
-    result = run(lambda r, w: handshake(r, w, None), data, ValueError, asyncio.IncompleteReadError)
-    assert result == b"" or isinstance(result, ValueError | asyncio.IncompleteReadError)
+@given(imap_client_input, st.sampled_from([None, "client-secret"]))
+def test_imap_local_handshake_finishes_on_any_client_input(data: bytes, client_secret: str | None) -> None:
+    handshake = imap.local_handshake(["IMAP4rev1", "IDLE"], client_secret)
+    result = run(lambda r, w: handshake(r, w, None), data, ValueError, asyncio.IncompleteReadError, ClientRejected)
+    assert result == b"" or isinstance(result, ValueError | asyncio.IncompleteReadError | ClientRejected)
+    if client_secret is not None and result == b"":
+        assert client_secret.encode() in data or base64.b64encode(b"\0u\0" + client_secret.encode()) in data
 
 
 # --- SMTP ----------------------------------------------------------------------------------------------
@@ -372,11 +367,15 @@ def test_smtp_login_against_any_server_answer_fails_as_a_session_error(data: byt
             "STARTTLS",
             "VRFY x",
         ]
-    )
+    ),
+    st.sampled_from([None, "client-secret"]),
 )
-def test_smtp_local_handshake_finishes_on_any_client_input(data: bytes) -> None:
-    handshake = smtp.local_handshake(["8BITMIME", "SIZE 1000"])
-    assert run(lambda r, w: handshake(r, w, None), data) == b""
+def test_smtp_local_handshake_finishes_on_any_client_input(data: bytes, client_secret: str | None) -> None:
+    handshake = smtp.local_handshake(["8BITMIME", "SIZE 1000"], client_secret)
+    result = run(lambda r, w: handshake(r, w, None), data, ClientRejected)
+    assert result == b"" or isinstance(result, ClientRejected)
+    if client_secret is not None:
+        assert isinstance(result, ClientRejected)  # no input above carries the secret
 
 
 # --- the HTTP side: POST /{proto}/{name}/session?timeout= ----------------------------------------------

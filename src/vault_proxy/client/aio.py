@@ -110,9 +110,11 @@ class AsyncVaultClient:
         """See ``VaultClient.ssh_download``."""
         return await self._send(calls.ssh_download(service, remote_path))
 
-    async def session(self, proto: str, service: str, timeout: int | None = None) -> Session:
+    async def session(
+        self, proto: str, service: str, timeout: int | None = None, client_secret: bool = True
+    ) -> Session:
         """See ``VaultClient.session``."""
-        return await self._send(calls.session(proto, service, timeout))
+        return await self._send(calls.session(proto, service, timeout, client_secret))
 
     async def unlock(self, password: str) -> TokenInfo:
         token = await self._send(calls.unlock(password))

@@ -58,10 +58,11 @@ class SyncApi:
         """The bytes of ``remote_path`` on an SSH service (≤ 50 MiB)."""
         return self._send(calls.ssh_download(service, remote_path))
 
-    def session(self, proto: str, service: str, timeout: int | None = None) -> Session:
+    def session(self, proto: str, service: str, timeout: int | None = None, client_secret: bool = True) -> Session:
         """Open an auth-only TCP session (``proto``: imap, smtp, redis or postgres): the vault logs in
-        upstream and returns ``(addr, expires_at)``: ``127.0.0.1:PORT`` for one client connection."""
-        return self._send(calls.session(proto, service, timeout))
+        upstream and returns ``(addr, expires_at)``: ``127.0.0.1:PORT`` for one client connection, which
+        logs in with ``.client_secret`` as its password (``client_secret=False``: any password works)."""
+        return self._send(calls.session(proto, service, timeout, client_secret))
 
     def unlock(self, password: str) -> TokenInfo:
         """Unlock (or create) the vault; returns the admin Token object and uses its id from now on."""

@@ -161,8 +161,10 @@ def ssh_download(service: str, remote_path: str) -> Call:
     return Call("POST", f"/ssh/{segment(service)}/download", json={"remote_path": remote_path}, raw=True)
 
 
-def session(proto: str, service: str, timeout: int | None = None) -> Call:
-    params = {"timeout": str(timeout)} if timeout is not None else None
+def session(proto: str, service: str, timeout: int | None = None, client_secret: bool = True) -> Call:
+    params = {"timeout": str(timeout)} if timeout is not None else {}
+    if not client_secret:
+        params["client_secret"] = "false"
     return Call("POST", f"/{segment(proto)}/{segment(service)}/session", result=Session.from_json,
                 kwargs={"params": params} if params else {})  # fmt: skip
 

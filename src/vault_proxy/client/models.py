@@ -89,11 +89,32 @@ class ExecResult(_Record):
         return self.exit_code == 0 and not self.timed_out
 
 
-class Session(NamedTuple):
-    """A one-shot TCP session: unpacks as ``addr, expires_at``; ``session["addr"]`` works too."""
-
+class _SessionAddress(NamedTuple):
     addr: str
     expires_at: str
+
+
+class Session(_SessionAddress):
+    """A one-shot TCP session: unpacks as ``addr, expires_at``; ``session["addr"]`` works too.
+
+    ``client_secret`` (also ``session["client_secret"]``) is the one-time password the local client must
+    log in with (Redis AUTH, Postgres password, IMAP/SMTP login); None for a session opened without one.
+    It is left out of ``repr()``.
+    """
+
+    client_secret: str | None
+
+    def __new__(cls, addr: str, expires_at: str, client_secret: str | None = None) -> Session:
+        self = super().__new__(cls, addr, expires_at)
+        self.client_secret = client_secret
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str, str | None]:  # type: ignore[override]
+        return self.addr, self.expires_at, self.client_secret
+
+    def __repr__(self) -> str:
+        hidden = "..." if self.client_secret else None
+        return f"Session(addr={self.addr!r}, expires_at={self.expires_at!r}, client_secret={hidden!r})"
 
     @property
     def host(self) -> str:
@@ -105,17 +126,21 @@ class Session(NamedTuple):
 
     def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
         if isinstance(key, str):
-            if key not in self._fields:
+            if key not in (*self._fields, "client_secret"):
                 raise KeyError(key)
             return getattr(self, key)
         return tuple.__getitem__(self, key)
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        data = self._asdict()
+        if self.client_secret is not None:
+            data["client_secret"] = self.client_secret
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Session:
-        return cls(str(data["addr"]), str(data.get("expires_at", "")))
+        secret = data.get("client_secret")
+        return cls(str(data["addr"]), str(data.get("expires_at", "")), str(secret) if secret else None)
 
 
 def to_jsonable(value: Any) -> Any:

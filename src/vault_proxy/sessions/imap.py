@@ -24,7 +24,7 @@ from .dial import Stream, start_tls
 from .errors import ClientRejected, SessionError
 from .listener import Driver
 from .local_login import imap_login_password, sasl_plain_password
-from .masking import ReplyMask
+from .masking import LineFrames, ReplyMask
 from .steps import secret_matches
 
 TIMEOUT = 15.0
@@ -249,5 +249,5 @@ def local_handshake(capabilities: list[str], client_secret: str | None = None):
 
 
 def driver(auth: ImapAuth, capabilities: list[str], client_secret: str | None) -> Driver:
-    mask = ReplyMask.of(SecretSet(auth.secret_values()))
+    mask = ReplyMask.of(SecretSet(auth.secret_values()), LineFrames())
     return Driver(handshake=local_handshake(capabilities, client_secret), reply_filter=mask)

@@ -28,7 +28,7 @@ from . import postgres_wire as wire
 from .dial import Stream, start_tls
 from .errors import ClientRejected, SessionError
 from .listener import Driver
-from .masking import ReplyMask
+from .masking import PostgresFrames, ReplyMask
 from .postgres_filter import PostgresFilter
 from .scram import MECHANISM, ScramClient, ScramError
 from .sql_check import READ_ONLY_REFUSAL, READ_ONLY_SETTINGS
@@ -264,5 +264,5 @@ def driver(state: UpstreamState, auth: PostgresAuth, client_secret: str | None) 
     return Driver(
         handshake=local_handshake(state, client_secret, auth.postgres_read_only),
         client_filter=PostgresFilter(auth.postgres_read_only),
-        reply_filter=ReplyMask.of(SecretSet(auth.secret_values())),
+        reply_filter=ReplyMask.of(SecretSet(auth.secret_values()), PostgresFrames()),
     )

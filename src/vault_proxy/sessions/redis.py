@@ -15,8 +15,9 @@ from ..vault.secret import reveal
 from .dial import Stream
 from .errors import SessionError
 from .listener import Driver
-from .masking import Markers, ReplyMask
+from .masking import ReplyMask
 from .redis_filter import RedisFilter
+from .redis_replies import Markers, RespFrames
 from .redis_wire import encode
 
 TIMEOUT = 10.0
@@ -55,5 +56,5 @@ def driver(auth: RedisAuth, client_secret: str | None) -> Driver:
     markers = Markers()
     return Driver(
         client_filter=RedisFilter(markers, client_secret, auth.redis_allowed_commands),
-        reply_filter=ReplyMask.of(SecretSet(auth.secret_values()), markers),
+        reply_filter=ReplyMask.of(SecretSet(auth.secret_values()), RespFrames(markers)),
     )

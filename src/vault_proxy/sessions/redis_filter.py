@@ -14,7 +14,7 @@ decides, from the command name, what reaches Redis:
   inline command is re-encoded as RESP, so Redis runs exactly what was checked.
 
 Once something was forwarded, a local answer must not overtake the answers still on their way: it is
-sent upstream as an ``ECHO`` marker whose reply the reply mask swaps for it (see ``masking.Markers``).
+sent upstream as an ``ECHO`` marker whose reply the reply mask swaps for it (see ``redis_replies``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..vault.models import REDIS_REFUSED_COMMANDS
-from .masking import Markers
+from .redis_replies import Markers
 from .redis_wire import BULK_MAX, COUNT_MAX, INLINE_MAX, ProtocolError, count_line, encode, split_inline
 from .steps import Step, secret_matches
 

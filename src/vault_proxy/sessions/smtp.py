@@ -21,7 +21,7 @@ from .dial import Stream, start_tls
 from .errors import ClientRejected, SessionError
 from .listener import Driver
 from .local_login import base64_text, sasl_plain_password
-from .masking import ReplyMask
+from .masking import LineFrames, ReplyMask
 from .steps import secret_matches
 
 TIMEOUT = 15.0
@@ -149,5 +149,5 @@ def local_handshake(extensions: list[str], client_secret: str | None = None):
 
 
 def driver(auth: SmtpAuth, extensions: list[str], client_secret: str | None) -> Driver:
-    mask = ReplyMask.of(SecretSet(auth.secret_values()))
+    mask = ReplyMask.of(SecretSet(auth.secret_values()), LineFrames())
     return Driver(handshake=local_handshake(extensions, client_secret), reply_filter=mask)
