@@ -27,7 +27,8 @@ from .http1_connection import Connection, UpstreamClosed, UpstreamProtocolError,
 __all__ = ["LeanUpstream", "UpstreamClosed", "UpstreamProtocolError", "UpstreamResponse"]
 
 IDLE_REUSE = 50.0  # seconds a pooled connection may sit idle and still be reused
-MAX_IDLE_PER_HOST = 64
+MAX_IDLE_PER_HOST = 64  # kept idle per origin at least; more when more calls ran at once
+MAX_IDLE_CAP = 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 §9.2.2
 
 
@@ -43,7 +44,12 @@ class _Exchange:
         self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
-        self._conn, self._writer, response = await self._request()
+        self._pool.begin(self._key)
+        try:
+            self._conn, self._writer, response = await self._request()
+        except BaseException:
+            self._pool.done(self._key)
+            raise
         return response
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -53,10 +59,13 @@ class _Exchange:
         writer_done = writer is None or (writer.done() and not writer.cancelled() and writer.exception() is None)
         if writer is not None and not writer.done():
             writer.cancel()
+        self._pool.done(self._key)
+        conn.detach()  # the relay is done with the response: no response <-> connection cycle is left
         if exc_type is None and writer_done and conn.complete and conn.reusable and not conn.closed:
             self._pool.release(self._key, conn)
         else:
             conn.close()
+        self._conn = self._writer = None
 
 
 class LeanUpstream:
@@ -76,6 +85,10 @@ class LeanUpstream:
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[Any, ...], list[Connection]] = {}
+        # Exchanges in flight per origin, and the most seen at once: the idle pool keeps that many, so
+        # 100 steady callers do not close and redial a TLS connection every few requests (issue #16).
+        self._busy: dict[tuple[Any, ...], int] = {}
+        self._peak: dict[tuple[Any, ...], int] = {}
 
     def open(
         self,
@@ -137,9 +150,21 @@ class LeanUpstream:
             conn.close()
         return None, False
 
+    def begin(self, key: tuple[Any, ...]) -> None:
+        busy = self._busy[key] = self._busy.get(key, 0) + 1
+        if busy > self._peak.get(key, 0):
+            self._peak[key] = min(busy, MAX_IDLE_CAP)
+
+    def done(self, key: tuple[Any, ...]) -> None:
+        busy = self._busy.get(key, 0) - 1
+        if busy > 0:
+            self._busy[key] = busy
+        else:
+            self._busy.pop(key, None)
+
     def release(self, key: tuple[Any, ...], conn: Connection) -> None:
         idle = self._idle.setdefault(key, [])
-        if len(idle) >= MAX_IDLE_PER_HOST:
+        if len(idle) >= max(MAX_IDLE_PER_HOST, self._peak.get(key, 0)):
             conn.close()
             return
         conn.idle_since = asyncio.get_running_loop().time()
@@ -187,7 +212,8 @@ async def _send_body(conn: Connection, body: AsyncIterator[bytes], chunked: bool
     """Stream the caller's body upstream (chunk-encoded when its length is unknown). Any failure ends
     the connection: the upstream must not take a truncated body for a complete one."""
     transport = conn.transport
-    assert transport is not None
+    if transport is None:
+        raise UpstreamClosed("connection closed by the upstream before the request body was sent")
     try:
         async for chunk in body:
             if not chunk:

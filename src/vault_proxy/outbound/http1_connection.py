@@ -73,6 +73,8 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._parser is None:
+            return
         self._last = self._loop.time()
         self.got_data = True
         if self.complete or self.error is not None:  # nothing is waiting for bytes: unsolicited
@@ -101,6 +103,10 @@ class Connection(asyncio.Protocol):
             self._wake()
         elif not self.complete and self.error is None:
             self._fail(UpstreamClosed(f"connection closed by the upstream{f': {exc}' if exc else ''}"))
+        # Break the reference cycles (parser -> its callbacks' owner, transport -> protocol) so a closed
+        # connection and its TLS buffers are freed at once, not at the next full GC (issue #16).
+        self._parser = None  # type: ignore[assignment]
+        self.transport = None
 
     def pause_writing(self) -> None:
         self._paused_writing = True
@@ -186,6 +192,11 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.close()
         self.closed = True
+
+    def detach(self) -> None:
+        """The exchange is over and the connection closed: drop the response <-> connection cycle."""
+        self.response = None
+        self._body.clear()
 
     async def _wait(self) -> None:
         """Until the parser has news for the reader; a read timeout counts from the last byte received."""
