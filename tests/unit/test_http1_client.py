@@ -244,3 +244,51 @@ async def test_refused_address_never_dials() -> None:
     client = LeanUpstream(lambda homelab: AddressPolicy(), tls_context(None), read_timeout=5, connect_timeout=5)
     with pytest.raises(AddressNotAllowed):
         await fetch(client, Destination(Origin("http", "127.0.0.1", 9), "/x"))
+
+
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(monkeypatch) -> None:
+    """Reference cycles kept closed connections (and their TLS buffers) alive until a full GC (#16)."""
+    import gc
+    import weakref
+
+    made: list[weakref.ref] = []
+    original = http1_connection.Connection.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(http1_connection.Connection, "__init__", recording_init)
+
+    async def script(reader, writer, n):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    gc.disable()
+    try:
+        async with Peer(script) as peer:
+            client = pool()
+            for _ in range(3):
+                assert await fetch(client, peer.url()) == (200, b"ok")
+            for _ in range(20):  # connection_lost runs on a later loop turn
+                await asyncio.sleep(0.01)
+        assert len(made) == 3
+        assert [ref for ref in made if ref() is not None] == []
+    finally:
+        gc.enable()
+
+
+async def test_the_idle_pool_keeps_as_many_connections_as_ran_at_once() -> None:
+    """100 concurrent callers with a pool capped at 64 idle closed and redialled every few calls (#16)."""
+    async def script(reader, writer, n):
+        await asyncio.sleep(0.05)  # keeps the exchanges overlapping
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async with Peer(script) as peer:
+        client = pool()
+        for _ in range(3):
+            results = await asyncio.gather(*(fetch(client, peer.url()) for _ in range(100)))
+            assert results == [(200, b"ok")] * 100
+        assert peer.connections == 100  # the first round dialled them; later rounds reused every one
