@@ -16,7 +16,7 @@ import asyncssh
 
 from ..audit import AuditLog
 from ..netguard import AddressNotAllowed, AddressPolicy, ResolveFailed
-from ..outbound.dial import connected_socket
+from ..outbound.ssh import ssh_connect
 from ..vault.fingerprint import fingerprint_sha256
 from ..vault.models import Service, SshKeyAuth
 from ..vault.secret import reveal
@@ -106,22 +106,17 @@ class SshConnections:
         auth = service.auth
         assert isinstance(auth, SshKeyAuth)
         key = self._client_key(auth)
-        try:
-            sock = await connected_socket(auth.ssh_host, auth.ssh_port, self._policy, timeout=CONNECT_TIMEOUT)
-        except AddressNotAllowed as exc:
-            raise SshHostRefused(str(exc)) from None
-        except (ResolveFailed, TimeoutError) as exc:
-            raise SshConnectFailed(f"cannot resolve or reach {auth.ssh_host}: {type(exc).__name__}") from None
-        except OSError as exc:
-            raise SshConnectFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
         pinned = auth.ssh_host_key
         known_hosts = ([asyncssh.import_public_key(pinned)], [], []) if pinned else None
         try:
-            conn = await asyncssh.connect(
-                auth.ssh_host, auth.ssh_port, sock=sock, username=auth.ssh_user, client_keys=[key],
-                known_hosts=known_hosts, config=None, agent_path=None, connect_timeout=CONNECT_TIMEOUT,
-                keepalive_interval=15,
+            conn = await ssh_connect(
+                auth.ssh_host, auth.ssh_port, self._policy, timeout=CONNECT_TIMEOUT, username=auth.ssh_user,
+                client_keys=[key], known_hosts=known_hosts, keepalive_interval=15,
             )  # fmt: skip
+        except AddressNotAllowed as exc:
+            raise SshHostRefused(str(exc)) from None
+        except ResolveFailed as exc:
+            raise SshConnectFailed(f"cannot resolve {auth.ssh_host}: {exc}") from None
         except asyncssh.HostKeyNotVerifiable as exc:
             self._audit.record("ssh.host_key_mismatch", service=service.name, pinned=fingerprint_sha256(pinned),
                                detail=str(exc)[:200])  # fmt: skip
