@@ -82,6 +82,10 @@ class _Core:
         self.hits += 1
         return b"*" * (match.end() - match.start())
 
+    def hold(self, data: bytes) -> int:
+        """How many bytes at the end of ``data`` must wait: the longest that may grow into a form."""
+        return self._tail(data) if self.forms else 0
+
     def _tail(self, data: bytes) -> int:
         size = len(data)
         for start in range(max(0, size - self._longest + 1), size):
@@ -136,7 +140,12 @@ class ReplyMask:
 
     def feed(self, chunk: bytes) -> bytes:
         core, out = self._core, []
-        for segment, kind in self._frames.split(chunk):
+        segments = self._frames.split(chunk)
+        if not core.pending and not any(form in chunk for form in core.forms):
+            last, kind = segments[-1] if segments else (b"", RAW)
+            if kind != MASK or not core.hold(last):  # nothing to mask, nothing to hold back: as it came
+                return b"".join(segment for segment, _ in segments)
+        for segment, kind in segments:
             if kind == RAW:
                 out += (core.flush(), segment)
             else:

@@ -78,7 +78,9 @@ class RedisFilter:
         self._args: list[bytes] = []
         self._collected = 0
         self._reply: bytes | None = None  # a dropped command's answer, sent once it is read whole
-        self._step = Step()
+        self._up: list[bytes] = []  # this feed's output, joined once at its end
+        self._client: list[bytes] = []
+        self._close_reason: str | None = None
         self._closed = False
 
     @property
@@ -86,9 +88,8 @@ class RedisFilter:
         return self._logged_in
 
     def feed(self, data: bytes) -> Step:
-        step = self._step = Step()
         if self._closed:
-            return step
+            return Step()
         self._buf += data
         try:
             while not self._closed and self._advance():
@@ -98,24 +99,26 @@ class RedisFilter:
             self._close("protocol error")
         del self._buf[: self._pos]
         self._pos = 0
+        step = Step(b"".join(self._up), b"".join(self._client), self._close_reason)
+        self._up, self._client, self._close_reason = [], [], None
         return step
 
     # -- output -----------------------------------------------------------------------------------------
 
     def _forward(self, data: bytes | bytearray) -> None:
         if data:
-            self._step.to_upstream += data
+            self._up.append(bytes(data))
             self._forwarded = True
 
     def _answer(self, reply: bytes, direct: bool = False) -> None:
         if direct or not self._forwarded:
-            self._step.to_client += reply
+            self._client.append(reply)
         else:
             self._forward(self._markers.command(reply))
 
     def _close(self, reason: str) -> None:
         self._closed = True
-        self._step.close = reason
+        self._close_reason = reason
 
     # -- framing (as networking.c reads it) --------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class RedisFilter:
                 return False
             if buf[pos] != ord("*"):
                 return self._inline()
+            if self._logged_in and self._whole_command(buf, pos):
+                return True
             parsed = count_line(buf, pos, "mbulk")
             if parsed is None:
                 return False
@@ -161,6 +166,31 @@ class RedisFilter:
                     raise ProtocolError("AUTH or HELLO too large")
             return True
         return self._data()
+
+    def _whole_command(self, buf: bytearray, pos: int) -> bool:
+        """Fast path for a common command already read whole: forward it at once. Anything unusual (cut
+        short, odd numbers, a name to look at) is left to the step-by-step reader, which decides alike."""
+        end = buf.find(b"\r", pos)
+        raw = bytes(buf[pos + 1 : end])
+        if end < 0 or not raw.isdigit() or raw[:1] == b"0" or len(raw) > 9:
+            return False
+        at, name = end + 2, b""
+        for index in range(int(raw)):
+            end = buf.find(b"\r", at)
+            raw = bytes(buf[at + 1 : end])
+            if end < 0 or buf[at] != ord("$") or not raw.isdigit() or (raw[:1] == b"0" and raw != b"0"):
+                return False
+            size = int(raw)
+            if size > BULK_MAX or end + 2 + size + 2 > len(buf):
+                return False
+            if index == 0:
+                name = bytes(buf[end + 2 : end + 2 + size]).upper()
+                if name in (b"AUTH", b"HELLO") or name.decode("latin-1") in self._refused:
+                    return False
+            at = end + 2 + size + 2
+        self._forward(buf[pos:at])
+        self._pos = at
+        return True
 
     def _data(self) -> bool:
         buf, pos = self._buf, self._pos
