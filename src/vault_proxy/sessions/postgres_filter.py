@@ -29,8 +29,10 @@ def _replacement(kind: bytes, payload: bytes, code: str, message: str) -> bytes:
         return wire.message(b"Q", statement)
     name, _, rest = payload.partition(b"\0")
     _query, _, types = rest.partition(b"\0")
-    if len(types) < 2 or len(types) != 2 + 4 * struct.unpack("!h", types[:2])[0]:
-        types = struct.pack("!h", 0)
+    count = struct.unpack("!h", types[:2])[0] if len(types) >= 2 else 0
+    # DO uses no parameter, so the server could not infer an undeclared type: declare each as text, so
+    # that Bind (with the client's values) still succeeds and Execute raises our error.
+    types = struct.pack("!h", count) + struct.pack("!I", 25) * count if 0 < count <= 65535 else struct.pack("!h", 0)
     return wire.message(b"P", name + b"\0" + statement + types)
 
 

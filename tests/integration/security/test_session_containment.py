@@ -296,6 +296,8 @@ def test_postgres_refuses_password_statements_and_stays_usable(proxy_env, pg):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED):
                 conn.execute(statement, prepare=True)  # extended protocol: Parse, Bind, Execute
             assert conn.execute("select 2").fetchone() == (2,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED):  # Parse with a parameter type
+            conn.execute("alter role app password %s", ["taken-over-8"], prepare=True)
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED), conn.pipeline():
             first = conn.execute("select 10")  # pipelined: the refusal arrives in its place
             conn.execute("alter role app password 'taken-over-7'")
