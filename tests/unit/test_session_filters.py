@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vault_proxy.sessions import postgres_wire as wire
+from vault_proxy.sessions.imap_filter import REFUSED_MECHANISM, ImapFilter
 from vault_proxy.sessions.listener import SessionLimit, SessionsClosed, TcpSessions
 from vault_proxy.sessions.local_login import imap_login_password, sasl_plain_password
 from vault_proxy.sessions.masking import LineFrames, PostgresFrames, ReplyMask
@@ -283,6 +284,21 @@ def test_postgres_oversized_statement_is_refused_without_holding_it():
     up, _, _ = feed_all(PostgresFilter(max_statement=1000), pieces(big, [100, 2000, 4000]))
     (kind, payload), = pg_messages(up)
     assert kind == b"P" and payload.startswith(b"named\0DO ") and b"54000" in payload
+
+
+# --- IMAP: no COMPRESS --------------------------------------------------------------------------------------
+
+IMAP_COMMANDS = [b"a1 SELECT INBOX\r\n", b"a2 compress deflate\r\n", b"a3 APPEND INBOX {20}\r\nb COMPRESS DEFLATE\r\n\r\n",
+                 b"a4 NOOP\r\n", b"a5 LOGIN {8+}\r\nCOMPRESS {3}\r\nabc\r\n", b"DONE\r\n"]  # fmt: skip
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(IMAP_COMMANDS), min_size=1, max_size=8), st.lists(st.integers(0, 300), max_size=8))
+def test_imap_compress_is_rewritten_and_literals_pass_untouched(commands, cuts):
+    stream = b"".join(commands)
+    up, client, close = feed_all(ImapFilter(), pieces(stream, cuts))
+    expected = b"".join(c.replace(b"compress deflate", b"COMPRESS " + REFUSED_MECHANISM) for c in commands)
+    assert (up, client, close) == (expected, b"", None)
 
 
 # --- local logins, caps --------------------------------------------------------------------------------------

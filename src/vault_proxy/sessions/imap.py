@@ -22,6 +22,7 @@ from ..vault.models import ImapAuth
 from ..vault.secret import reveal
 from .dial import Stream, start_tls
 from .errors import ClientRejected, SessionError
+from .imap_filter import ImapFilter
 from .listener import Driver
 from .local_login import imap_login_password, sasl_plain_password
 from .masking import LineFrames, ReplyMask
@@ -31,8 +32,9 @@ TIMEOUT = 15.0
 MAX_LITERAL = 64 * 1024
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
 _CAPABILITY = re.compile(r"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
-# Capabilities that belong to the upstream's pre-login state or to the login itself: never shown locally.
-_PRE_LOGIN = ("STARTTLS", "LOGINDISABLED", "AUTH=", "SASL-IR")
+# Capabilities that belong to the upstream's pre-login state or to the login itself, and COMPRESS (the
+# session refuses it: the reply mask cannot read a deflate stream): never shown locally.
+_PRE_LOGIN = ("STARTTLS", "LOGINDISABLED", "AUTH=", "SASL-IR", "COMPRESS=")
 
 
 class _Upstream:
@@ -250,4 +252,4 @@ def local_handshake(capabilities: list[str], client_secret: str | None = None):
 
 def driver(auth: ImapAuth, capabilities: list[str], client_secret: str | None) -> Driver:
     mask = ReplyMask.of(SecretSet(auth.secret_values()), LineFrames())
-    return Driver(handshake=local_handshake(capabilities, client_secret), reply_filter=mask)
+    return Driver(handshake=local_handshake(capabilities, client_secret), client_filter=ImapFilter(), reply_filter=mask)
