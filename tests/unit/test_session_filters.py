@@ -7,15 +7,19 @@ a refused command or statement must never reach the upstream, and local answers 
 from __future__ import annotations
 
 import base64
+import errno
 import struct
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vault_proxy.server.errors import ApiError
+from vault_proxy.server.handlers import sessions as handler
 from vault_proxy.sessions import postgres_wire as wire
 from vault_proxy.sessions.imap_filter import REFUSED_MECHANISM, ImapFilter
-from vault_proxy.sessions.listener import SessionLimit, SessionsClosed, TcpSessions
+from vault_proxy.sessions.listener import Driver, OneShot, SessionLimit, SessionsClosed, TcpSessions
 from vault_proxy.sessions.local_login import imap_login_password, sasl_plain_password
 from vault_proxy.sessions.masking import LineFrames, PostgresFrames, ReplyMask
 from vault_proxy.sessions.postgres_filter import PostgresFilter
@@ -327,3 +331,22 @@ async def test_session_caps_per_token_and_in_all():
     await sessions.close()  # a lock: a session opened across it is not kept
     with pytest.raises(SessionsClosed):
         sessions.track(None, stale)  # type: ignore[arg-type]
+
+
+async def test_a_failure_after_the_upstream_login_closes_that_connection(monkeypatch):
+    closed = []
+    writer = SimpleNamespace(close=lambda: closed.append(True))
+
+    async def logged_in(*_args):
+        return (None, writer), Driver()
+
+    async def out_of_files(*_args):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(handler, "_open", logged_in)
+    session = OneShot("redis", "svc", 30, audit=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(session, "start", out_of_files)
+    with pytest.raises(ApiError) as failed:
+        await handler._start(None, "redis", None, session, None)  # type: ignore[arg-type]
+    assert failed.value.status == 503 and "too many open files" in failed.value.message
+    assert closed and session.closed.is_set()
