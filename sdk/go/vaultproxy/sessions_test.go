@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -105,8 +106,11 @@ func TestRedisSession(t *testing.T) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	reader := bufio.NewReader(conn)
-	// The client's own AUTH (a wrong password) is answered locally; the vault already logged in.
-	_, err = io.WriteString(conn, "*2\r\n$4\r\nAUTH\r\n$12\r\nany-password\r\n")
+	// The client logs in locally with the session's one-time secret; the vault already logged in upstream.
+	if len(sess.ClientSecret) < 16 {
+		t.Fatalf("client secret %q", sess.ClientSecret)
+	}
+	_, err = fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(sess.ClientSecret), sess.ClientSecret)
 	noErr(t, err)
 	if line, _ := reader.ReadString('\n'); line != "+OK\r\n" {
 		t.Fatalf("local AUTH answer %q", line)

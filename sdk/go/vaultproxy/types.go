@@ -178,10 +178,15 @@ type UploadResult struct {
 }
 
 // Session is a one-shot local address opened by Session: the vault has logged in upstream and
-// accepts exactly one client connection at Addr until ExpiresAt.
+// accepts exactly one client connection at Addr until ExpiresAt. The client logs in locally with
+// ClientSecret as its password (Redis AUTH, the Postgres password, IMAP LOGIN, SMTP AUTH), so that
+// no other local process can use the port; a wrong one closes it for good.
 type Session struct {
 	Addr      string    `json:"addr"`       // "127.0.0.1:PORT" (on the vault server's host)
 	ExpiresAt time.Time `json:"expires_at"` // when the unused listener closes
+	// ClientSecret is the one-time password for the local login ("" when the session was opened
+	// without one).
+	ClientSecret string `json:"client_secret,omitempty"`
 }
 
 // TokenHealth is one entry of TokenHealth: the cached access token of an OAuth service.
