@@ -9,8 +9,8 @@ Starts a throwaway redis-server (tests/peers/redis_server.py, plain TCP) and Pos
    pause (so the previous step's teardown is over; ``GET /health`` after the same pause is the HTTP floor):
    - direct: redis-py ``Connection.connect()`` (TCP + HELLO/AUTH) then PING; ``psycopg.connect`` with the real
      password (TLS: ``verify-full``) then ``select 1``;
-   - session: ``POST /{proto}/{svc}/session`` until the 200, then the same client through the address (any
-     password, ``sslmode=disable``) until its PING / ``select 1`` is answered ("POST + client ready").
+   - session: ``POST /{proto}/{svc}/session`` until the 200, then the same client through the address (the
+     session's one-time client secret as password, ``sslmode=disable``) until its PING / ``select 1`` is answered ("POST + client ready").
 2. Throughput on one connection each, direct and through a session, repetitions interleaved:
    ``COPY (SELECT repeat('x', R - 1) FROM generate_series(1, N)) TO STDOUT`` via psycopg ``cursor.copy``, and
    redis-py pipelines of GETs of one 1 MiB value; plus the vault-server's CPU (user + sys) per GB spliced.
@@ -81,12 +81,14 @@ class Vault:
     def add(self, name: str, auth: dict[str, Any]) -> None:
         self.http.post("/services", json={"name": name, "auth": auth}, headers=self.admin).raise_for_status()
 
-    def session(self, proto: str, name: str) -> tuple[str, int]:
+    def session(self, proto: str, name: str) -> tuple[str, int, str]:
+        """(host, port, the session's one-time client secret: the local client's password)."""
         resp = self.http.post(f"/{proto}/{name}/session", params={"timeout": 30}, headers=self.auth)
         if resp.status_code != 200:
             raise RuntimeError(f"{proto} session {name}: HTTP {resp.status_code} {resp.text[:200]}")
-        host, port = resp.json()["addr"].rsplit(":", 1)
-        return host, int(port)
+        answer = resp.json()
+        host, port = answer["addr"].rsplit(":", 1)
+        return host, int(port), answer["client_secret"]
 
 
 def redis_conn(host: str, port: int, password: str) -> Connection:
@@ -155,9 +157,9 @@ def measure_setup(vault: Vault, targets: list[tuple[str, str, str, Callable, Cal
             login, ready = direct()
             time.sleep(SETTLE)
             started = time.perf_counter()
-            host, port = vault.session(proto, service)
+            host, port, secret = vault.session(proto, service)
             post = time.perf_counter() - started
-            _, client_ready = via(host, port)
+            _, client_ready = via(host, port, secret)
             if i >= 2:  # the first two rounds warm up both paths
                 for key, value in (("login", login), ("ready", ready), ("post", post),
                                    ("post_ready", post + client_ready)):  # fmt: skip
@@ -241,11 +243,11 @@ def main() -> int:
             direct_pg = (pg.host, pg.port, pg.user, pg.password, pg.db)
             targets = [
                 ("Redis (plain)", "redis", "rds", lambda: timed_redis(rds.host, rds.port, rds.password),
-                 lambda h, p: timed_redis(h, p, "anything")),
+                 lambda h, p, s: timed_redis(h, p, s)),
                 ("Postgres, sslmode disable", "postgres", "pg-plain", lambda: timed_pg(*direct_pg),
-                 lambda h, p: timed_pg(h, p, "agent", "anything", "any")),
+                 lambda h, p, s: timed_pg(h, p, "agent", s, "any")),
                 ("Postgres, TLS (require / verify-full)", "postgres", "pg-tls",
-                 lambda: timed_pg(*direct_pg, ca=ca_file), lambda h, p: timed_pg(h, p, "agent", "anything", "any")),
+                 lambda: timed_pg(*direct_pg, ca=ca_file), lambda h, p, s: timed_pg(h, p, "agent", s, "any")),
             ]  # fmt: skip
             print(f"setup latency: {args.rounds} rounds per target ...", flush=True)
             setup = measure_setup(vault, targets, args.rounds, deadline)
@@ -259,7 +261,8 @@ def main() -> int:
             for label, service, ca_path in (("Postgres COPY TO STDOUT, plain", "pg-plain", None),
                                             ("Postgres COPY TO STDOUT, TLS", "pg-tls", ca_file)):  # fmt: skip
                 direct = pg_conn(*direct_pg, ca=ca_path)
-                via = pg_conn(*vault.session("postgres", service), "agent", "anything", "any")
+                host, port, secret = vault.session("postgres", service)
+                via = pg_conn(host, port, "agent", secret, "any")
                 for conn in (direct, via):
                     conn.execute("SET statement_timeout = '60s'")  # bounds each COPY
                     pg_copy(conn, 1000, args.row_bytes)  # warm-up
@@ -268,7 +271,8 @@ def main() -> int:
                 via.close()
             rds.client().set(BLOB_KEY, os.urandom(1 << 20))
             direct = redis_client(rds.host, rds.port, rds.password)
-            via = redis_client(*vault.session("redis", "rds"), "anything")
+            host, port, secret = vault.session("redis", "rds")
+            via = redis_client(host, port, secret)
             for client in (direct, via):
                 redis_gets(client, 2)  # warm-up
             gets = functools.partial(redis_gets, gets=args.redis_gets)
