@@ -6,7 +6,7 @@ import ssl
 
 from ..netguard import AddressNotAllowed, AddressPolicy, ResolveFailed
 from ..outbound.dial import CONNECT_TIMEOUT, Stream, client_tls, open_stream, upgrade_tls
-from .errors import SessionError, SessionRefused
+from .errors import FD_EXHAUSTED, SessionError, SessionRefused, os_failure
 
 __all__ = ["CONNECT_TIMEOUT", "Stream", "client_tls", "dial", "start_tls"]
 
@@ -19,9 +19,12 @@ async def dial(proto: str, host: str, port: int, policy: AddressPolicy) -> tuple
         raise SessionRefused(f"{proto} host address not allowed ({exc.reason})") from None
     except ResolveFailed:
         raise SessionError(f"{proto} connect failed: cannot resolve {host}") from None
-    except (OSError, TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
-        raise SessionError(f"{proto} connect failed: {host}:{port}: {reason}") from None
+    except TimeoutError:
+        raise SessionError(f"{proto} connect failed: {host}:{port}: timed out") from None
+    except OSError as exc:
+        if exc.errno in FD_EXHAUSTED:  # out of file descriptors: a 503 (SessionUnavailable)
+            raise os_failure(proto, "connect", exc) from None
+        raise SessionError(f"{proto} connect failed: {host}:{port}: {exc.strerror or type(exc).__name__}") from None
 
 
 async def start_tls(proto: str, stream: Stream, host: str, context: ssl.SSLContext) -> Stream:
