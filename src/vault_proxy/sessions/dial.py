@@ -8,7 +8,7 @@ from ..netguard import AddressNotAllowed, AddressPolicy, ResolveFailed
 from ..outbound.dial import CONNECT_TIMEOUT, Stream, client_tls, open_stream, upgrade_tls
 from .errors import FD_EXHAUSTED, SessionError, SessionRefused, os_failure
 
-__all__ = ["CONNECT_TIMEOUT", "Stream", "client_tls", "dial", "start_tls"]
+__all__ = ["CONNECT_TIMEOUT", "Stream", "client_tls", "dial", "secure"]
 
 
 async def dial(proto: str, host: str, port: int, policy: AddressPolicy) -> tuple[Stream, str]:
@@ -27,7 +27,7 @@ async def dial(proto: str, host: str, port: int, policy: AddressPolicy) -> tuple
         raise SessionError(f"{proto} connect failed: {host}:{port}: {exc.strerror or type(exc).__name__}") from None
 
 
-async def start_tls(proto: str, stream: Stream, host: str, context: ssl.SSLContext) -> Stream:
+async def secure(proto: str, stream: Stream, host: str, context: ssl.SSLContext) -> Stream:
     """Upgrade an open connection (implicit TLS or after STARTTLS), SNI and certificate check on ``host``."""
     try:
         return await upgrade_tls(stream, host, context)

@@ -20,7 +20,7 @@ import ssl
 from ..redaction import SecretSet
 from ..vault.models import ImapAuth
 from ..vault.secret import reveal
-from .dial import Stream, start_tls
+from .dial import Stream, secure
 from .errors import ClientRejected, SessionError
 from .imap_filter import ImapFilter
 from .listener import Driver
@@ -138,7 +138,7 @@ async def login(stream: Stream, auth: ImapAuth, tls: ssl.SSLContext) -> tuple[St
             status, _ = await conn.until_tagged(conn.send("STARTTLS"))
             if not status.upper().startswith("OK"):
                 raise SessionError(f"imap TLS failed: STARTTLS answered {status[:100]}")
-            conn.stream = await start_tls("imap", conn.stream, auth.imap_host, tls)
+            conn.stream = await secure("imap", conn.stream, auth.imap_host, tls)
         _, untagged = await conn.until_tagged(conn.send("CAPABILITY"))
         capabilities = {c.upper() for c in _capabilities(untagged)}
         quotable = _quote(auth.imap_user) is not None and _quote(password) is not None

@@ -25,7 +25,7 @@ from ..redaction import SecretSet
 from ..vault.models import PostgresAuth
 from ..vault.secret import reveal
 from . import postgres_wire as wire
-from .dial import Stream, start_tls
+from .dial import Stream, secure
 from .errors import ClientRejected, SessionError
 from .listener import Driver
 from .masking import PostgresFrames, ReplyMask
@@ -52,7 +52,7 @@ async def _negotiate_tls(stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext
     stream[1].write(wire.ssl_request())
     answer = await asyncio.wait_for(stream[0].readexactly(1), TIMEOUT)
     if answer == b"S":
-        return await start_tls("postgres", stream, auth.postgres_host, tls)
+        return await secure("postgres", stream, auth.postgres_host, tls)
     if answer != b"N":
         raise SessionError("postgres connect failed: not a PostgreSQL server")
     if auth.postgres_tls == "require":

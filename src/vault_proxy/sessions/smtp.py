@@ -17,7 +17,7 @@ import ssl
 from ..redaction import SecretSet
 from ..vault.models import SmtpAuth
 from ..vault.secret import reveal
-from .dial import Stream, start_tls
+from .dial import Stream, secure
 from .errors import ClientRejected, SessionError
 from .listener import Driver
 from .local_login import base64_text, sasl_plain_password
@@ -64,7 +64,7 @@ async def login(stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext) -> tuple[St
             code, _ = await _command(stream, "STARTTLS")
             if code != 220:
                 raise SessionError(f"smtp TLS failed: STARTTLS answered {code}")
-            stream = await start_tls("smtp", stream, auth.smtp_host, tls)
+            stream = await secure("smtp", stream, auth.smtp_host, tls)
             code, ehlo = await _command(stream, "EHLO vault-proxy")
         mechanisms = {m.upper() for line in ehlo[1:] if line.upper().startswith("AUTH") for m in line[5:].split()}
         if "PLAIN" in mechanisms or not mechanisms:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from ...sessions import imap, postgres, redis, smtp
-from ...sessions.dial import Stream, client_tls, dial, start_tls
+from ...sessions.dial import Stream, client_tls, dial, secure
 from ...sessions.errors import FD_EXHAUSTED, SessionError
 from ...sessions.listener import Driver, OneShot, SessionLimit, SessionsClosed
 from ...sessions.steps import new_client_secret
@@ -81,7 +81,7 @@ async def _redis_login(
     stream: Stream, auth: RedisAuth, tls: ssl.SSLContext, secret: str | None
 ) -> tuple[Stream, Driver]:
     if auth.redis_tls:
-        stream = await start_tls("redis", stream, auth.redis_host, tls)
+        stream = await secure("redis", stream, auth.redis_host, tls)
     await redis.login(stream, auth)
     return stream, redis.driver(auth, secret)
 
@@ -90,7 +90,7 @@ async def _smtp_login(
     stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext, secret: str | None
 ) -> tuple[Stream, Driver]:
     if auth.smtp_tls == "implicit":
-        stream = await start_tls("smtp", stream, auth.smtp_host, tls)
+        stream = await secure("smtp", stream, auth.smtp_host, tls)
     stream, extensions = await smtp.login(stream, auth, tls)
     return stream, smtp.driver(auth, extensions, secret)
 
@@ -99,7 +99,7 @@ async def _imap_login(
     stream: Stream, auth: ImapAuth, tls: ssl.SSLContext, secret: str | None
 ) -> tuple[Stream, Driver]:
     if auth.imap_tls == "implicit":
-        stream = await start_tls("imap", stream, auth.imap_host, tls)
+        stream = await secure("imap", stream, auth.imap_host, tls)
     stream, capabilities = await imap.login(stream, auth, tls)
     return stream, imap.driver(auth, capabilities, secret)
 
