@@ -26,6 +26,9 @@ Segment = tuple[bytes, int]
 
 
 class Frames(Protocol):
+    """Splits replies into segments. Frames that never rewrite bytes may also have ``advance(chunk)``:
+    track ``chunk`` as ``split`` would, without building segments (the no-secret fast path)."""
+
     def split(self, chunk: bytes) -> list[Segment]: ...
 
 
@@ -37,6 +40,9 @@ class LineFrames:
         if not end:
             return [(chunk, MASK)]
         return [(chunk[:end], END), (chunk[end:], MASK)] if end < len(chunk) else [(chunk, END)]
+
+    def advance(self, chunk: bytes) -> None:
+        return None  # lines carry no state across chunks
 
 
 class PostgresFrames:
@@ -64,6 +70,24 @@ class PostgresFrames:
                 self._left = max(0, struct.unpack("!I", self._header[1:])[0] - 4)
                 self._header = b""
         return out
+
+    def advance(self, chunk: bytes) -> None:
+        pos, size = 0, len(chunk)
+        while pos < size:
+            if self._left:
+                take = min(self._left, size - pos)
+                self._left -= take
+                pos += take
+            elif not self._header and size - pos >= 5:  # a whole header in this chunk: the usual case
+                self._left = max(0, int.from_bytes(chunk[pos + 1 : pos + 5], "big") - 4)
+                pos += 5
+            else:
+                take = min(5 - len(self._header), size - pos)
+                self._header += chunk[pos : pos + take]
+                pos += take
+                if len(self._header) == 5:
+                    self._left = max(0, int.from_bytes(self._header[1:], "big") - 4)
+                    self._header = b""
 
 
 class _Core:
@@ -125,6 +149,7 @@ class ReplyMask:
     def __init__(self, forms: Iterable[bytes], frames: Frames) -> None:
         self._core = _Core(forms)
         self._frames = frames
+        self._advance = getattr(frames, "advance", None)  # absent where frames rewrite (Redis markers)
 
     @classmethod
     def of(cls, secrets: SecretSet, frames: Frames) -> ReplyMask:
@@ -140,10 +165,16 @@ class ReplyMask:
 
     def feed(self, chunk: bytes) -> bytes:
         core, out = self._core, []
+        clean = not core.pending and not any(form in chunk for form in core.forms)
+        if clean and self._advance is not None and not core.hold(chunk):
+            # Nothing to mask, no tail that could start a secret (a tail of the last value is a tail of
+            # the chunk): as it came, the frames only keep count.
+            self._advance(chunk)
+            return chunk
         segments = self._frames.split(chunk)
-        if not core.pending and not any(form in chunk for form in core.forms):
+        if clean:
             last, kind = segments[-1] if segments else (b"", RAW)
-            if kind != MASK or not core.hold(last):  # nothing to mask, nothing to hold back: as it came
+            if kind != MASK or not core.hold(last):  # nothing to mask, nothing to hold back
                 return b"".join(segment for segment, _ in segments)
         for segment, kind in segments:
             if kind == RAW:
