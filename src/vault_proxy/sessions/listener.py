@@ -36,6 +36,7 @@ class Driver:
     """A protocol's local side for one session."""
 
     handshake: LocalHandshake | None = None
+    greeting: bytes = b""  # sent to the client as soon as it connects (before the client filter's login)
     client_filter: ClientFilter | None = None
     reply_filter: ReplyFilter | None = None
 
@@ -121,6 +122,8 @@ class OneShot:
         """The protocol's local login: its handshake, then (Redis) the filter until it says logged in."""
         assert self._upstream is not None
         driver = self._driver
+        if driver.greeting:
+            await self._apply(Step(to_client=driver.greeting), writer)
         pending = await driver.handshake(reader, writer, self._upstream) if driver.handshake else b""
         if pending:
             await self._apply(driver.client_filter.feed(pending) if driver.client_filter else Step(pending), writer)

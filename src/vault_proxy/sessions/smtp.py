@@ -1,153 +1,253 @@
 """SMTP sessions: the vault does EHLO, STARTTLS and AUTH upstream; the local client logs in with a secret.
 
-Upstream: greeting, EHLO, STARTTLS when the mode says so (then EHLO again), AUTH PLAIN, or AUTH LOGIN
-when only that is offered. Local: ``220`` greeting, EHLO/HELO answered with the upstream's extensions
-plus ``AUTH PLAIN LOGIN``, AUTH PLAIN/LOGIN (with or without an initial response) answered ``235`` when
-its password is the session's client secret (any password without one; a wrong one ends the session),
-MAIL before AUTH answered ``530``; after AUTH everything (pipelined bytes included) is spliced, so
-MAIL/RCPT/DATA reach the authenticated upstream.
+Upstream (:class:`SmtpLogin`, sans-I/O, run by ``handshake.run_upstream``): greeting, EHLO, STARTTLS
+when the mode says so (then EHLO again), AUTH PLAIN, or AUTH LOGIN when only that is offered. Local
+(:class:`SmtpLocal`, a client filter the listener drives): ``220`` greeting, EHLO/HELO answered with the
+upstream's extensions plus ``AUTH PLAIN LOGIN``, AUTH PLAIN/LOGIN (with or without an initial response)
+answered ``235`` when its password is the session's client secret (any password without one; a wrong
+one ends the session), MAIL before AUTH answered ``530``; after AUTH everything (pipelined bytes
+included) is passed on, so MAIL/RCPT/DATA reach the authenticated upstream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ssl
 
 from ..redaction import SecretSet
 from ..vault.models import SmtpAuth
 from ..vault.secret import reveal
-from .dial import Stream, secure
-from .errors import ClientRejected, SessionError
+from .dial import Stream
+from .handshake import MAX_REPLY, Action, Tls, run_upstream
 from .listener import Driver
 from .local_login import base64_text, sasl_plain_password
 from .masking import LineFrames, ReplyMask
-from .steps import secret_matches
+from .steps import Step, secret_matches
 
 TIMEOUT = 15.0
 _HIDDEN = ("AUTH", "STARTTLS", "CHUNKING", "PIPELINING")  # never offered locally
+MAX_LINE = 8 * 1024  # a client command line before AUTH
 
 
-async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
-    """One (possibly multi-line) reply: its code and its text lines."""
-    lines: list[str] = []
-    while True:
-        raw = await asyncio.wait_for(reader.readline(), TIMEOUT)
-        if not raw:
-            raise SessionError("smtp connect failed: the server closed the connection")
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(line) < 3 or not line[:3].isdecimal():
-            raise SessionError("smtp connect failed: not an SMTP server")
-        lines.append(line[4:])
-        if line[3:4] != "-":
-            return int(line[:3]), lines
+class SmtpLogin:
+    """The upstream login, fed the server's bytes; ``extensions`` holds what to offer locally once done."""
 
+    proto = "smtp"
 
-async def _command(stream: Stream, line: str) -> tuple[int, list[str]]:
-    stream[1].write(line.encode() + b"\r\n")
-    return await _reply(stream[0])
+    def __init__(self, user: str, password: str, starttls: bool, secrets: SecretSet | None = None) -> None:
+        self._user, self._password, self._starttls = user, password, starttls
+        self._secrets = secrets if secrets is not None else SecretSet([password] if password else [])
+        self.step = "greeting"
+        self.extensions: list[str] = []
+        self.trailing = b""
+        self._buffer = b""
+        self._lines: list[str] = []
+        self._held = 0  # characters in ``_lines``
+        self._ehlo: list[str] = []
+        self._finished = False
+
+    def start(self) -> Action:
+        return Action()
+
+    def tls_started(self) -> Action:
+        return self._send("EHLO again", "EHLO vault-proxy")
+
+    def eof(self) -> Action:
+        return self._fail("connect", "the server closed the connection")
+
+    def feed(self, data: bytes) -> Action:
+        """Every complete reply in the buffer moves the login on; their commands are sent together."""
+        if self._finished:
+            return Action(error=f"smtp {self.step} failed: fed after the end")
+        self._buffer += data
+        sent = b""
+        while True:
+            reply = self._next_reply()
+            if isinstance(reply, Action):  # a malformed reply
+                return self._end(Action(send=sent, error=reply.error))
+            if reply is None:
+                return Action(send=sent)
+            action = self._on_reply(*reply)
+            sent += action.send
+            if action.tls and self._buffer:  # bytes before the TLS handshake: injected, refused
+                action = self._fail("TLS", "the server sent data before the TLS handshake")
+            if not action.waits:
+                if action.done:
+                    self.trailing, self._buffer = self._buffer, b""
+                return self._end(Action(send=sent, tls=action.tls, done=action.done, error=action.error))
+
+    def _end(self, action: Action) -> Action:
+        self._finished = action.error is not None or action.done
+        return action
+
+    def _next_reply(self) -> tuple[int, list[str]] | Action | None:
+        """One (possibly multi-line) reply out of the buffer: its code and text lines; None if incomplete."""
+        start = 0
+        while (end := self._buffer.find(b"\n", start)) >= 0:
+            line = self._buffer[start:end].decode("utf-8", "replace").rstrip("\r")
+            start = end + 1
+            if len(line) < 3 or not line[:3].isdecimal():
+                return self._fail("connect", "not an SMTP server")
+            self._lines.append(line[4:])
+            self._held += len(line)
+            if line[3:4] != "-":
+                self._buffer = self._buffer[start:]
+                lines, self._lines, self._held = self._lines, [], 0
+                return int(line[:3]), lines
+            if self._held > MAX_REPLY:
+                return self._fail("connect", "reply too long")
+        self._buffer = self._buffer[start:]
+        if len(self._buffer) + self._held > MAX_REPLY:
+            return self._fail("connect", "reply too long")
+        return None
+
+    def _fail(self, kind: str, reason: str) -> Action:
+        return Action(error=f"smtp {kind} failed: {reason} (at {self.step})")
+
+    def _send(self, step: str, line: str) -> Action:
+        self.step = step
+        return Action(send=line.encode() + b"\r\n")
+
+    def _on_reply(self, code: int, text: list[str]) -> Action:
+        step = self.step
+        if step == "greeting":
+            if code != 220:
+                return Action(error=f"smtp connect failed: greeting {code}")
+            return self._send("EHLO", "EHLO vault-proxy")
+        if step in ("EHLO", "EHLO again"):
+            if code != 250:
+                return Action(error=f"smtp connect failed: {step} answered {code}")
+            self._ehlo = text
+            if step == "EHLO" and self._starttls:
+                if not any(line.upper().startswith("STARTTLS") for line in text[1:]):
+                    return Action(error="smtp TLS failed: the server does not offer STARTTLS")
+                return self._send("STARTTLS", "STARTTLS")
+            return self._auth()
+        if step == "STARTTLS":
+            if code != 220:
+                return Action(error=f"smtp TLS failed: STARTTLS answered {code}")
+            self.step = "TLS handshake"
+            return Action(tls=True)
+        if step == "AUTH LOGIN" and code == 334:
+            return self._send("AUTH LOGIN user", base64.b64encode(self._user.encode()).decode())
+        if step == "AUTH LOGIN user" and code == 334:
+            return self._send("AUTH LOGIN password", base64.b64encode(self._password.encode()).decode())
+        if code == 235:
+            self.step = "done"
+            self.extensions = [line for line in self._ehlo[1:] if not line.upper().startswith(_HIDDEN)]
+            return Action(done=True)
+        detail = " ".join(text) if step in ("AUTH PLAIN", "AUTH LOGIN password") and code != 334 else ""
+        return Action(error=self._auth_failure(code, detail))
+
+    def _auth(self) -> Action:
+        offered = [line[5:].split() for line in self._ehlo[1:] if line.upper().startswith("AUTH")]
+        mechanisms = {m.upper() for names in offered for m in names}
+        if "PLAIN" in mechanisms or not mechanisms:
+            token = base64.b64encode(f"\0{self._user}\0{self._password}".encode()).decode()
+            return self._send("AUTH PLAIN", f"AUTH PLAIN {token}")
+        return self._send("AUTH LOGIN", "AUTH LOGIN")
+
+    def _auth_failure(self, code: int, detail: str) -> str:
+        detail = self._secrets.mask(detail)[:200]
+        if self._password and self._password in detail:  # only a pathological password (``*``) survives
+            detail = ""
+        return f"smtp auth failed: {code} {detail}".strip()
 
 
 async def login(stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext) -> tuple[Stream, list[str]]:
     """Greeting → EHLO → (STARTTLS → EHLO) → AUTH; returns the stream and the extensions to show locally."""
     password = reveal(auth.smtp_password)
-    try:
-        code, _ = await _reply(stream[0])
-        if code != 220:
-            raise SessionError(f"smtp connect failed: greeting {code}")
-        code, ehlo = await _command(stream, "EHLO vault-proxy")
-        if code != 250:
-            raise SessionError(f"smtp connect failed: EHLO answered {code}")
-        if auth.smtp_tls == "starttls":
-            if not any(line.upper().startswith("STARTTLS") for line in ehlo[1:]):
-                raise SessionError("smtp TLS failed: the server does not offer STARTTLS")
-            code, _ = await _command(stream, "STARTTLS")
-            if code != 220:
-                raise SessionError(f"smtp TLS failed: STARTTLS answered {code}")
-            stream = await secure("smtp", stream, auth.smtp_host, tls)
-            code, ehlo = await _command(stream, "EHLO vault-proxy")
-        mechanisms = {m.upper() for line in ehlo[1:] if line.upper().startswith("AUTH") for m in line[5:].split()}
-        if "PLAIN" in mechanisms or not mechanisms:
-            token = base64.b64encode(f"\0{auth.smtp_user}\0{password}".encode()).decode()
-            code, text = await _command(stream, f"AUTH PLAIN {token}")
-        else:
-            code, _ = await _command(stream, "AUTH LOGIN")
-            if code == 334:
-                code, _ = await _command(stream, base64.b64encode(auth.smtp_user.encode()).decode())
-            if code == 334:
-                code, text = await _command(stream, base64.b64encode(password.encode()).decode())
-            else:
-                text = []
-        if code != 235:
-            detail = " ".join(text)[:200].replace(password, "***") if code != 334 else ""
-            raise SessionError(f"smtp auth failed: {code} {detail}".strip())
-    except (OSError, TimeoutError) as exc:
-        raise SessionError(f"smtp connect failed: {type(exc).__name__}") from None
-    extensions = [line for line in ehlo[1:] if not line.upper().startswith(_HIDDEN)]
-    return stream, extensions
+    machine = SmtpLogin(auth.smtp_user, password, auth.smtp_tls == "starttls", SecretSet(auth.secret_values()))
+    stream = await run_upstream(machine, stream, Tls(auth.smtp_host, tls), TIMEOUT)
+    return stream, machine.extensions
 
 
-def local_handshake(extensions: list[str], client_secret: str | None = None):
-    """The local side for one session, offering the upstream's ``extensions`` plus AUTH. With a
-    ``client_secret``, AUTH PLAIN / LOGIN must carry it as the password (one try)."""
-    how = "log in with the session's client secret" if client_secret else "any login is accepted here"
+class SmtpLocal:
+    """The local side as a client filter: answers until AUTH carries the client secret, then passes bytes on."""
 
-    async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _upstream: Stream) -> bytes:
-        def send(*lines: str) -> None:
-            writer.write("".join(f"{line}\r\n" for line in lines).encode())
+    def __init__(self, extensions: list[str], client_secret: str | None = None) -> None:
+        self._extensions, self._secret = extensions, client_secret
+        self._buffer = b""
+        self._auth: str | None = None  # "PLAIN", "LOGIN user", "LOGIN password" while a 334 is answered
+        self.logged_in = False
+        how = "log in with the session's client secret" if client_secret else "any login is accepted here"
+        self.greeting = f"220 127.0.0.1 vault-proxy ESMTP ready ({how})\r\n".encode()
 
-        async def answer(prompt: str) -> str:
-            send(prompt)
-            await writer.drain()
-            return (await reader.readline()).decode("utf-8", "replace").strip()
+    def feed(self, data: bytes) -> Step:
+        if self.logged_in:
+            return Step(to_upstream=data)
+        self._buffer += data
+        replies: list[str] = []
+        start = 0
+        while not self.logged_in and (end := self._buffer.find(b"\n", start)) >= 0:
+            answer = self._line(self._buffer[start:end].decode("utf-8", "replace").strip())
+            start = end + 1
+            replies.extend(answer.lines)
+            if answer.close is not None:
+                return Step(to_client=_text(replies), close=answer.close)
+        self._buffer = self._buffer[start:]
+        if self.logged_in:
+            rest, self._buffer = self._buffer, b""
+            return Step(to_upstream=rest, to_client=_text(replies))
+        if len(self._buffer) > MAX_LINE:
+            return Step(to_client=_text([*replies, "500 5.5.2 line too long"]), close="line too long before logging in")
+        return Step(to_client=_text(replies))
 
-        send(f"220 127.0.0.1 vault-proxy ESMTP ready ({how})")
-        while True:
-            raw = await reader.readline()
-            if not raw:
-                raise ClientRejected("closed before logging in")
-            verb = raw.decode("utf-8", "replace").strip().split(" ", 1)
-            name, arg = verb[0].upper(), (verb[1] if len(verb) > 1 else "")
-            if name == "EHLO":
-                features = [*extensions, "AUTH PLAIN LOGIN"]
-                send("250-127.0.0.1", *[f"250-{f}" for f in features[:-1]], f"250 {features[-1]}")
-            elif name == "HELO":
-                send("250 127.0.0.1")
-            elif name == "AUTH":
-                mechanism, _, initial = arg.partition(" ")
-                if mechanism.upper() == "PLAIN":
-                    password = sasl_plain_password(initial if initial else await answer("334 "))
-                elif mechanism.upper() == "LOGIN":
-                    if not initial:
-                        await answer("334 VXNlcm5hbWU6")
-                    password = base64_text(await answer("334 UGFzc3dvcmQ6"))
-                else:
-                    send("504 5.5.4 use AUTH PLAIN or AUTH LOGIN")
-                    continue
-                if client_secret is not None and (password is None or not secret_matches(password, client_secret)):
-                    send("535 5.7.8 Authentication credentials invalid")
-                    await writer.drain()
-                    raise ClientRejected("wrong client secret")
-                send("235 2.7.0 Authentication successful")
-                await writer.drain()
-                return b""  # anything pipelined is still in ``reader``: the splice reads it next
-            elif name in ("MAIL", "RCPT", "DATA", "BDAT"):
-                send("530 5.7.0 Authentication required")
-            elif name in ("NOOP", "RSET"):
-                send("250 2.0.0 OK")
-            elif name == "QUIT":
-                send("221 2.0.0 Bye")
-                await writer.drain()
-                raise ClientRejected("closed before logging in")
-            elif name == "STARTTLS":
-                send("454 4.7.0 TLS is done by the vault upstream")
-            else:
-                send("502 5.5.2 command not available before AUTH")
-            await writer.drain()
+    def _line(self, line: str) -> _Answer:
+        if self._auth is not None:
+            return self._auth_answer(line)
+        name, _, arg = line.partition(" ")
+        name = name.upper()
+        if name == "EHLO":
+            features = [*self._extensions, "AUTH PLAIN LOGIN"]
+            return _Answer(["250-127.0.0.1", *[f"250-{f}" for f in features[:-1]], f"250 {features[-1]}"])
+        if name == "HELO":
+            return _Answer(["250 127.0.0.1"])
+        if name == "AUTH":
+            mechanism, _, initial = arg.partition(" ")
+            if mechanism.upper() == "PLAIN":
+                if initial:
+                    return self._check(sasl_plain_password(initial))
+                self._auth = "PLAIN"
+                return _Answer(["334 "])
+            if mechanism.upper() == "LOGIN":
+                self._auth = "LOGIN password" if initial else "LOGIN user"
+                return _Answer(["334 UGFzc3dvcmQ6" if initial else "334 VXNlcm5hbWU6"])
+            return _Answer(["504 5.5.4 use AUTH PLAIN or AUTH LOGIN"])
+        if name in ("MAIL", "RCPT", "DATA", "BDAT"):
+            return _Answer(["530 5.7.0 Authentication required"])
+        if name in ("NOOP", "RSET"):
+            return _Answer(["250 2.0.0 OK"])
+        if name == "QUIT":
+            return _Answer(["221 2.0.0 Bye"], close="closed before logging in")
+        if name == "STARTTLS":
+            return _Answer(["454 4.7.0 TLS is done by the vault upstream"])
+        return _Answer(["502 5.5.2 command not available before AUTH"])
 
-    return handshake
+    def _auth_answer(self, line: str) -> _Answer:
+        stage, self._auth = self._auth, None
+        if stage == "LOGIN user":
+            self._auth = "LOGIN password"
+            return _Answer(["334 UGFzc3dvcmQ6"])
+        return self._check(sasl_plain_password(line) if stage == "PLAIN" else base64_text(line))
+
+    def _check(self, password: bytes | None) -> _Answer:
+        if self._secret is not None and (password is None or not secret_matches(password, self._secret)):
+            return _Answer(["535 5.7.8 Authentication credentials invalid"], close="wrong client secret")
+        self.logged_in = True
+        return _Answer(["235 2.7.0 Authentication successful"])
+
+
+class _Answer:
+    def __init__(self, lines: list[str], close: str | None = None) -> None:
+        self.lines, self.close = lines, close
+
+
+def _text(lines: list[str]) -> bytes:
+    return "".join(f"{line}\r\n" for line in lines).encode()
 
 
 def driver(auth: SmtpAuth, extensions: list[str], client_secret: str | None) -> Driver:
+    local = SmtpLocal(extensions, client_secret)
     mask = ReplyMask.of(SecretSet(auth.secret_values()), LineFrames())
-    return Driver(handshake=local_handshake(extensions, client_secret), reply_filter=mask)
+    return Driver(greeting=local.greeting, client_filter=local, reply_filter=mask)

@@ -1,0 +1,184 @@
+"""The sans-I/O session handshakes driven with scripted bytes: no sockets, any chunk split, hostile peers."""
+
+from __future__ import annotations
+
+import base64
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vault_proxy.sessions.handshake import Action
+from vault_proxy.sessions.smtp import SmtpLocal, SmtpLogin
+
+PASSWORD = "s3cr3t-Pa55word"
+SECRET = "0123456789abcdef0123456789abcdef"
+
+
+def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+
+
+def _drive(machine: SmtpLogin, server: list[bytes], cuts: list[int]) -> tuple[list[bytes], Action]:
+    """Run ``machine`` against a scripted server: ``server[i]`` answers the i-th thing the vault sends
+    (``server[0]`` is the greeting); each answer arrives split at ``cuts``. Returns what was sent."""
+    sent: list[bytes] = []
+    action = machine.start()
+    answers = iter(server)
+    while True:
+        if action.send:
+            sent.append(action.send)
+        if action.error is not None or action.done:
+            return sent, action
+        if action.tls:
+            action = machine.tls_started()
+            continue
+        answer = next(answers, None)
+        if answer is None:
+            return sent, machine.eof()
+        action = Action()
+        for chunk in _splits(answer, cuts):
+            action = machine.feed(chunk)
+            if not action.waits or action.send:
+                break
+
+
+def _run(server: list[bytes], cuts: list[int], starttls: bool = False) -> tuple[SmtpLogin, list[bytes], Action]:
+    machine = SmtpLogin("user@example.com", PASSWORD, starttls)
+    sent, action = _drive(machine, server, cuts)
+    return machine, sent, action
+
+
+GREETING = b"220 mx.example.com ESMTP\r\n"
+EHLO_PLAIN = b"250-mx.example.com\r\n250-SIZE 1000\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n"
+EHLO_TLS = b"250-mx.example.com\r\n250-STARTTLS\r\n250 SIZE 1000\r\n"
+EHLO_LOGIN = b"250-mx.example.com\r\n250-AUTH=LOGIN\r\n250 PIPELINING\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_smtp_plain_login_any_split(cuts: list[int]) -> None:
+    machine, sent, action = _run([GREETING, EHLO_PLAIN, b"235 2.7.0 ok\r\n"], cuts)
+    assert action.done and action.error is None
+    token = base64.b64encode(f"\0user@example.com\0{PASSWORD}".encode())
+    assert sent == [b"EHLO vault-proxy\r\n", b"AUTH PLAIN " + token + b"\r\n"]
+    assert machine.extensions == ["SIZE 1000", "8BITMIME"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_smtp_starttls_then_login_mechanism_any_split(cuts: list[int]) -> None:
+    server = [GREETING, EHLO_TLS, b"220 go ahead\r\n", EHLO_LOGIN, b"334 VXNlcm5hbWU6\r\n", b"334 UGFzc3dvcmQ6\r\n",
+              b"235 ok\r\n"]  # fmt: skip
+    machine, sent, action = _run(server, cuts, starttls=True)
+    assert action.done
+    assert sent[:3] == [b"EHLO vault-proxy\r\n", b"STARTTLS\r\n", b"EHLO vault-proxy\r\n"]
+    assert sent[3:] == [b"AUTH LOGIN\r\n", base64.b64encode(b"user@example.com") + b"\r\n",
+                        base64.b64encode(PASSWORD.encode()) + b"\r\n"]  # fmt: skip
+    assert machine.extensions == []
+
+
+def test_smtp_whole_conversation_in_one_chunk_sends_each_command() -> None:
+    machine = SmtpLogin("u", PASSWORD, False)
+    action = machine.feed(GREETING + EHLO_PLAIN + b"235 ok\r\nextra")
+    assert action.done and action.send.startswith(b"EHLO vault-proxy\r\nAUTH PLAIN ")
+    assert machine.trailing == b"extra"
+
+
+def test_smtp_documented_failures() -> None:
+    _, _, action = _run([GREETING, EHLO_PLAIN, b"535 5.7.8 Authentication credentials invalid\r\n"], [])
+    assert action.error == "smtp auth failed: 535 5.7.8 Authentication credentials invalid"
+    _, _, action = _run([GREETING, EHLO_PLAIN], [], starttls=True)
+    assert action.error == "smtp TLS failed: the server does not offer STARTTLS"
+    _, _, action = _run([GREETING, EHLO_PLAIN, b"530 Must issue a STARTTLS command first\r\n"], [])
+    assert action.error == "smtp auth failed: 530 Must issue a STARTTLS command first"
+    _, _, action = _run([b"554 go away\r\n"], [])
+    assert action.error == "smtp connect failed: greeting 554"
+
+
+def test_smtp_starttls_injection_is_refused() -> None:
+    machine = SmtpLogin("u", PASSWORD, True)
+    machine.feed(GREETING)
+    machine.feed(EHLO_TLS)
+    action = machine.feed(b"220 go ahead\r\n250 injected\r\n")
+    assert not action.tls and action.error == "smtp TLS failed: the server sent data before the TLS handshake (at TLS handshake)"
+
+
+HOSTILE = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"HTTP/1.1 200 OK\r\n", b"\r\n", b"25\r\n", b"250-" * 30000, b"250-x\r\n" * 20000,
+                     b"235 ok\r\n", b"334 \r\n", b"220-\r\n", b"\xff\xfe\r\n"]),  # fmt: skip
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HOSTILE, min_size=0, max_size=6), st.lists(st.integers(0, 400), max_size=6), st.booleans())
+def test_smtp_hostile_server_ends_with_a_named_error_or_login(server: list[bytes], cuts: list[int], tls: bool) -> None:
+    machine = SmtpLogin("u", PASSWORD, tls)
+    sent, action = _drive(machine, [*server], cuts)
+    assert action.done or action.error is not None  # never stuck: the scripted server ends with EOF
+    if action.error is not None:
+        assert action.error.startswith(("smtp connect failed", "smtp TLS failed", "smtp auth failed"))
+        assert PASSWORD not in action.error
+        assert base64.b64encode(PASSWORD.encode()).decode() not in action.error
+
+
+@settings(deadline=None)
+@given(st.text(max_size=300))
+def test_smtp_auth_failure_never_echoes_the_password(noise: str) -> None:
+    echoed = f"535 {noise} {PASSWORD} {base64.b64encode(PASSWORD.encode()).decode()}\r\n".encode()
+    _, _, action = _run([GREETING, EHLO_PLAIN, echoed], [])
+    assert action.error is not None and action.error.startswith("smtp auth failed: 535")
+    assert PASSWORD not in action.error
+
+
+def _local(script: bytes, cuts: list[int], secret: str | None = SECRET) -> tuple[SmtpLocal, bytes, bytes, str | None]:
+    local = SmtpLocal(["SIZE 1000"], secret)
+    to_client, to_upstream, close = local.greeting, b"", None
+    for chunk in _splits(script, cuts):
+        step = local.feed(chunk)
+        to_client += step.to_client
+        to_upstream += step.to_upstream
+        if step.close is not None:
+            close = step.close
+            break
+    return local, to_client, to_upstream, close
+
+
+CLIENT_LOGIN = (b"EHLO me\r\nMAIL FROM:<a@b>\r\nAUTH LOGIN\r\n" + base64.b64encode(b"anyone") + b"\r\n"
+                + base64.b64encode(SECRET.encode()) + b"\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_smtp_local_login_any_split(cuts: list[int]) -> None:
+    local, to_client, to_upstream, close = _local(CLIENT_LOGIN, cuts)
+    assert close is None and local.logged_in
+    assert to_upstream == b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+    lines = to_client.decode().splitlines()
+    assert lines[0].startswith("220 ") and "250 AUTH PLAIN LOGIN" in lines and "250-SIZE 1000" in lines
+    assert lines[-4:] == ["530 5.7.0 Authentication required", "334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6",
+                          "235 2.7.0 Authentication successful"]  # fmt: skip
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=5))
+def test_smtp_local_plain_and_wrong_secret(cuts: list[int]) -> None:
+    good = base64.b64encode(f"\0me\0{SECRET}".encode())
+    local, _, _, close = _local(b"AUTH PLAIN\r\n" + good + b"\r\n", cuts)
+    assert local.logged_in and close is None
+    bad = base64.b64encode(b"\0me\0wrong")
+    local, to_client, to_upstream, close = _local(b"AUTH PLAIN " + bad + b"\r\nMAIL FROM:<a@b>\r\n", cuts)
+    assert close == "wrong client secret" and not local.logged_in and to_upstream == b""
+    assert to_client.endswith(b"535 5.7.8 Authentication credentials invalid\r\n")
+    local, _, _, close = _local(b"AUTH PLAIN " + bad + b"\r\n", cuts, secret=None)
+    assert local.logged_in and close is None
+
+
+@settings(deadline=None)
+@given(st.binary(max_size=2000))
+def test_smtp_local_garbage_never_logs_in_without_the_secret(garbage: bytes) -> None:
+    local, _, to_upstream, close = _local(garbage, [])
+    assert not local.logged_in and to_upstream == b""
+    big = SmtpLocal([], SECRET).feed(b"x" * 20000)
+    assert big.close == "line too long before logging in"
