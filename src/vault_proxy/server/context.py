@@ -65,6 +65,14 @@ class AppContext:
             if result is not None:
                 await result
 
+    def forget_service(self, name: str) -> None:
+        """A service was deleted: every per-service cache and live connection goes with it."""
+        self.cookie_jars.drop(name)
+        self.prepared.drop(name)
+        self.oauth.forget(name)
+        self.ssh.forget(name)
+        self.sessions.close_service(name)
+
     def listener_of(self, request: web.Request) -> str:
         """The ``--listen`` address the request came in on (its name, e.g. ``unix:/run/vault.sock``)."""
         transport = request.transport

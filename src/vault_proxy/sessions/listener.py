@@ -229,8 +229,14 @@ class Slot:
 
 
 class TcpSessions:
+    """Every open session, with what it is bound to: its token (digest and expiry) and its service.
+
+    A session ends with its token (revoked, expired) and with its service (updated, deleted), not only
+    with the lock: a revoked agent must not keep a logged-in database connection.
+    """
+
     def __init__(self) -> None:
-        self._live: set[OneShot] = set()
+        self._live: dict[OneShot, tuple[Slot, asyncio.TimerHandle | None]] = {}
         self._per_owner: Counter[bytes] = Counter()
         self._open = 0
         self.generation = 0  # bumped by close(): a session opened across a lock is not kept
@@ -251,17 +257,37 @@ class TcpSessions:
         if self._per_owner[owner] <= 0:
             del self._per_owner[owner]
 
-    def track(self, session: OneShot, slot: Slot) -> None:
-        """Keep ``session`` until it closes (then its slot is freed); SessionsClosed after a lock."""
+    def track(self, session: OneShot, slot: Slot, token_expires_at: float | None = None) -> None:
+        """Keep ``session`` until it closes (then its slot is freed), at most until its token expires;
+        SessionsClosed after a lock."""
         if slot.generation != self.generation:
             raise SessionsClosed("vault is locked")
-        self._live.add(session)
+        timer = None
+        if token_expires_at is not None:
+            timer = asyncio.get_running_loop().call_later(max(0.0, token_expires_at - time.time()), session.close)
+        self._live[session] = (slot, timer)
         asyncio.ensure_future(self._forget_when_closed(session, slot))
 
     async def _forget_when_closed(self, session: OneShot, slot: Slot) -> None:
         await session.closed.wait()
-        self._live.discard(session)
+        entry = self._live.pop(session, None)
+        if entry is not None and entry[1] is not None:
+            entry[1].cancel()
         slot.release()
+
+    def close_owner(self, owner: bytes) -> int:
+        """The token was revoked: end its sessions, pending and active. Returns how many."""
+        doomed = [session for session, (slot, _) in self._live.items() if slot.owner == owner]
+        for session in doomed:
+            session.close()
+        return len(doomed)
+
+    def close_service(self, name: str) -> int:
+        """The service was updated or deleted: sessions logged in with what it held end now."""
+        doomed = [session for session in self._live if session.service == name]
+        for session in doomed:
+            session.close()
+        return len(doomed)
 
     async def close(self) -> None:
         """On lock: pending listeners and active sessions alike."""
@@ -271,4 +297,7 @@ class TcpSessions:
             session.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*(s.closed.wait() for s in sessions)), 5)
+        for _, timer in self._live.values():
+            if timer is not None:
+                timer.cancel()
         self._live.clear()

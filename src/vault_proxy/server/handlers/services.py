@@ -56,7 +56,11 @@ async def _upsert(request: web.Request, path_name: str | None) -> Service:
         except ServiceValidationError as exc:
             raise BadRequest(str(exc)) from None
 
-    return await ctx(request).store.put_service(name, build)
+    context = ctx(request)
+    service = await context.store.put_service(name, build)
+    # TCP sessions logged in with what the service held end now (new ones use the new settings).
+    context.sessions.close_service(name)
+    return service
 
 
 @endpoint("service.add", "admin")
@@ -75,10 +79,7 @@ async def delete_service(request: web.Request) -> web.Response:
     visible_service(request, name)
     context = ctx(request)
     await context.store.delete_service(name)
-    context.cookie_jars.drop(name)
-    context.prepared.drop(name)
-    context.oauth.forget(name)
-    context.ssh.forget(name)
+    context.forget_service(name)
     return json_response({"status": "deleted"})
 
 

@@ -178,7 +178,7 @@ def _session_endpoint(proto: str):
         session = OneShot(proto, service.name, timeout, context.audit)
         try:
             await _start(context, proto, service, session, secret)
-            context.sessions.track(session, slot)
+            context.sessions.track(session, slot, request[TOKEN].expires_at)
         except BaseException as exc:
             slot.release()
             session.close()

@@ -66,12 +66,14 @@ def _services(value: object, scope: str) -> list[str] | None:
 
 @endpoint("token.revoke", "admin", audit_template=True)
 async def revoke_token(request: web.Request) -> web.Response:
+    context = ctx(request)
     try:
-        ctx(request).tokens.revoke(request.match_info["token_id"])
+        record = context.tokens.revoke(request.match_info["token_id"])
     except TokenNotFoundError:
         raise NotFound("token not found") from None
     except (AmbiguousPrefixError, ValueError) as exc:
         raise BadRequest(str(exc)) from None
+    context.sessions.close_owner(record.digest)  # its TCP sessions, pending and active, end with it
     return json_response({"status": "revoked"})
 
 
