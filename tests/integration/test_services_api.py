@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import (
     add_service,
     assert_error,
@@ -505,3 +506,17 @@ def test_a_json_body_sent_in_many_segments_is_read_whole(unlocked_server):
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b"9" * 5000, b'{"password": ' + b"1" * 5000 + b"}", b'{"name": "\\ud800"}'],
+    ids=["deep-nesting", "huge-number", "huge-int-field", "lone-surrogate"],
+)
+def test_hostile_json_is_a_400_never_a_500(server, body):
+    """Red-team round 2: these reached json.loads's RecursionError/int limit (500, traceback), or carried a
+    lone surrogate into SSH and the vault file (500). No token needed for /auth/unlock."""
+    resp = server.http.post("/auth/unlock", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json() == {"error": "invalid JSON body"}
+    assert "Traceback" not in server.log_text()

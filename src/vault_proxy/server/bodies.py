@@ -25,7 +25,10 @@ async def read_json_object(request: web.Request, *, allow_empty: bool = False) -
         raise BadRequest("request body must be a JSON object")
     try:
         value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        # A "\ud800" escape decodes to a lone surrogate, which no file name, path or command can
+        # carry further (it would fail deep inside SSH or the vault file): refused here, once.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError):  # incl. JSONDecodeError and int-digit limits
         raise BadRequest("invalid JSON body") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
