@@ -7,7 +7,9 @@ import base64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vault_proxy.sessions.handshake import Action
+from vault_proxy.sessions.handshake import Action, UpstreamLogin
+from vault_proxy.sessions.imap import ImapLogin
+from vault_proxy.sessions.imap_local import ImapLocal
 from vault_proxy.sessions.smtp import SmtpLocal, SmtpLogin
 
 PASSWORD = "s3cr3t-Pa55word"
@@ -19,7 +21,7 @@ def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
 
 
-def _drive(machine: SmtpLogin, server: list[bytes], cuts: list[int]) -> tuple[list[bytes], Action]:
+def _drive(machine: UpstreamLogin, server: list[bytes], cuts: list[int]) -> tuple[list[bytes], Action]:
     """Run ``machine`` against a scripted server: ``server[i]`` answers the i-th thing the vault sends
     (``server[0]`` is the greeting); each answer arrives split at ``cuts``. Returns what was sent."""
     sent: list[bytes] = []
@@ -101,13 +103,27 @@ def test_smtp_starttls_injection_is_refused() -> None:
     machine.feed(GREETING)
     machine.feed(EHLO_TLS)
     action = machine.feed(b"220 go ahead\r\n250 injected\r\n")
-    assert not action.tls and action.error == "smtp TLS failed: the server sent data before the TLS handshake (at TLS handshake)"
+    assert (
+        not action.tls
+        and action.error == "smtp TLS failed: the server sent data before the TLS handshake (at TLS handshake)"
+    )
 
 
 HOSTILE = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from([b"HTTP/1.1 200 OK\r\n", b"\r\n", b"25\r\n", b"250-" * 30000, b"250-x\r\n" * 20000,
-                     b"235 ok\r\n", b"334 \r\n", b"220-\r\n", b"\xff\xfe\r\n"]),  # fmt: skip
+    st.sampled_from(
+        [
+            b"HTTP/1.1 200 OK\r\n",
+            b"\r\n",
+            b"25\r\n",
+            b"250-" * 30000,
+            b"250-x\r\n" * 20000,
+            b"235 ok\r\n",
+            b"334 \r\n",
+            b"220-\r\n",
+            b"\xff\xfe\r\n",
+        ]
+    ),  # fmt: skip
 )
 
 
@@ -182,3 +198,132 @@ def test_smtp_local_garbage_never_logs_in_without_the_secret(garbage: bytes) -> 
     assert not local.logged_in and to_upstream == b""
     big = SmtpLocal([], SECRET).feed(b"x" * 20000)
     assert big.close == "line too long before logging in"
+
+
+# --- IMAP ----------------------------------------------------------------------------------------------
+
+
+def _imap(server: list[bytes], cuts: list[int], password: str = PASSWORD, starttls: bool = False):
+    machine = ImapLogin("al ice", password, starttls)
+    sent, action = _drive(machine, server, cuts)
+    return machine, sent, action
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+def test_imap_login_any_split(cuts: list[int]) -> None:
+    server = [b"* OK ready\r\n", b"* OK extra\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nv1 OK done\r\n",
+              b"* OK still\r\nv2 OK [CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN] Logged in\r\n"]  # fmt: skip
+    machine, sent, action = _imap(server, cuts)
+    assert action.done and machine.capabilities == ["IMAP4rev1", "IDLE"]
+    assert sent == [b"v1 CAPABILITY\r\n", f'v2 LOGIN "al ice" "{PASSWORD}"\r\n'.encode()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+def test_imap_starttls_authenticate_and_literal_any_split(cuts: list[int]) -> None:
+    server = [b"* OK ready\r\n", b"v1 OK begin TLS\r\n", b"* CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN\r\nv2 OK\r\n",
+              b"+ \r\n", b"v3 OK in\r\n", b"* CAPABILITY IMAP4rev1 STARTTLS MOVE\r\nv4 OK\r\n"]  # fmt: skip
+    machine, sent, action = _imap(server, cuts, starttls=True)
+    assert action.done and machine.capabilities == ["IMAP4rev1", "MOVE"]
+    token = base64.b64encode(f"\0al ice\0{PASSWORD}".encode())
+    assert sent == [b"v1 STARTTLS\r\n", b"v2 CAPABILITY\r\n", b"v3 AUTHENTICATE PLAIN\r\n", token + b"\r\n",
+                    b"v4 CAPABILITY\r\n"]  # fmt: skip
+    machine, sent, action = _imap([b"* OK\r\n", b"v1 OK\r\n", b"* BYE\r\n+ go\r\n", b"v2 OK [CAPABILITY X] in\r\n"],
+                                  cuts, password="pw-\u00fc")  # fmt: skip
+    assert action.done and sent[1:] == [b'v2 LOGIN "al ice" {5}\r\n', "pw-\u00fc".encode() + b"\r\n"]
+
+
+def test_imap_failures_name_the_step() -> None:
+    _, _, action = _imap([b"* OK\r\n", b"* CAPABILITY IMAP4rev1 LOGINDISABLED\r\nv1 OK\r\n"], [])
+    assert action.error == "imap auth failed: the server disables LOGIN here and offers no AUTH=PLAIN"
+    _, _, action = _imap([b"* OK\r\n", b"v1 OK\r\n", f"v2 NO [AUTHENTICATIONFAILED] {PASSWORD}\r\n".encode()], [])
+    assert action.error == "imap auth failed: NO [AUTHENTICATIONFAILED] ***"
+    _, _, action = _imap([b"* OK\r\n", b"v1 NO\r\n"], [], starttls=True)
+    assert action.error == "imap TLS failed: STARTTLS answered NO"
+    _, _, action = _imap([b"* OK\r\n", b"v1 OK\r\n* OK injected\r\n"], [], starttls=True)
+    assert action.error == "imap TLS failed: the server sent data before the TLS handshake"
+    _, _, action = _imap([b"* OK\r\n"], [])
+    assert action.error == "imap connect failed: the server closed the connection (at CAPABILITY)"
+    _, _, action = _imap([b"HTTP/1.1 400\r\n"], [])
+    assert action.error == "imap connect failed: greeting 'HTTP/1.1 400'"
+    _, _, action = _imap([b"* OK\r\n", b"x" * 70000], [])
+    assert action.error == "imap connect failed: line too long (at CAPABILITY)"
+    _, _, action = _imap([b"* OK\r\n", b"* x\r\n" * 400000], [])
+    assert action.error == "imap connect failed: too many untagged lines (at CAPABILITY)"
+
+
+IMAP_HOSTILE = st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from(
+        [
+            b"* OK\r\n",
+            b"* PREAUTH\r\n",
+            b"* CAPABILITY AUTH=PLAIN SASL-IR LOGINDISABLED\r\n",
+            b"v1 OK\r\n",
+            b"v2 OK\r\n",
+            b"v2 NO bad\r\n",
+            b"+ \r\n",
+            b"v3 OK\r\n",
+            b"\r\n",
+            b"* CAPABILITY IMAP4rev1\r\n",
+            b"v1 OK [CAPABILITY X]\r\n",
+        ]
+    ),  # fmt: skip
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(IMAP_HOSTILE, max_size=7), st.lists(st.integers(0, 300), max_size=6), st.booleans(),
+       st.sampled_from([PASSWORD, "pw-\u00fc-1234"]))  # fmt: skip
+def test_imap_hostile_server_ends_with_a_named_error_or_login(server, cuts, tls: bool, password: str) -> None:
+    machine = ImapLogin("u", password, tls)
+    _, action = _drive(machine, server, cuts)
+    assert action.done or action.error is not None
+    if action.error is not None:
+        assert action.error.startswith(("imap connect failed", "imap TLS failed", "imap auth failed"))
+        assert password not in action.error
+
+
+def _imap_local(script: bytes, cuts: list[int], secret: str | None = SECRET):
+    local = ImapLocal(["IMAP4rev1", "IDLE", "COMPRESS=DEFLATE"], secret)
+    to_client, to_upstream, close = local.greeting, b"", None
+    for chunk in _splits(script, cuts):
+        step = local.feed(chunk)
+        to_client += step.to_client
+        to_upstream += step.to_upstream
+        if step.close is not None:
+            close = step.close
+            break
+    return local, to_client, to_upstream, close
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+def test_imap_local_login_any_split(cuts: list[int]) -> None:
+    script = (b"a1 CAPABILITY\r\na2 SELECT INBOX\r\na3 LOGIN {3}\r\nbob {32+}\r\n" + SECRET.encode()
+              + b"\r\na4 SELECT INBOX\r\na5 FETCH 1 BODY[]\r\n")  # fmt: skip
+    local, to_client, to_upstream, close = _imap_local(script, cuts)
+    assert close is None and local.logged_in
+    assert to_upstream == b"a4 SELECT INBOX\r\na5 FETCH 1 BODY[]\r\n"
+    lines = to_client.decode().splitlines()
+    assert lines[0].startswith("* OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE AUTH=PLAIN SASL-IR]")
+    assert lines[-3:] == ["a2 BAD log in first (log in with the session's client secret)", "+ go ahead",
+                          "a3 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE] Logged in"]  # fmt: skip
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=5))
+def test_imap_local_authenticate_and_wrong_secret(cuts: list[int]) -> None:
+    good = base64.b64encode(f"\0me\0{SECRET}".encode())
+    local, to_client, _, close = _imap_local(
+        b"a AUTHENTICATE PLAIN\r\n*\r\nb AUTHENTICATE PLAIN\r\n" + good + b"\r\n", cuts
+    )
+    assert local.logged_in and close is None and b"a BAD AUTHENTICATE cancelled" in to_client
+    local, to_client, to_upstream, close = _imap_local(b'a LOGIN me "wrong"\r\nb SELECT INBOX\r\n', cuts)
+    assert close == "wrong client secret" and to_upstream == b""
+    assert to_client.endswith(b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
+    local, _, _, close = _imap_local(b"a LOGIN {99999999}\r\n", cuts)
+    assert close == "literal too large"
+    local, _, _, close = _imap_local(b'a LOGIN me "wrong"\r\n', cuts, secret=None)
+    assert local.logged_in and close is None

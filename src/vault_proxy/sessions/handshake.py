@@ -62,8 +62,7 @@ async def run_upstream(machine: UpstreamLogin, stream: Stream, tls: Tls | None, 
     try:
         while True:
             if action.send:
-                stream[1].write(action.send)
-                await stream[1].drain()
+                stream[1].write(action.send)  # a few short lines: the next read waits for the answer anyway
             if action.error is not None:
                 raise SessionError(action.error)
             if action.done:
