@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ...response_headers import RESPONSE_HEADERS
-from ...ssh.errors import SshError
+from ...ssh.errors import SshBusy, SshError, channel_errors
 from ...ssh.exec import DEFAULT_TIMEOUT, MAX_TIMEOUT, run_command
 from ...ssh.paths import PathRefused, normalised
 from ...ssh.policy import MAX_COMMAND_LEN, command_allowed
@@ -64,7 +64,8 @@ async def exec_command(request: web.Request) -> web.Response:
     context = ctx(request)
     try:
         conn = await context.ssh.connection(service)
-        result = await run_command(conn, command, timeout)
+        with channel_errors():
+            result = await run_command(conn, command, timeout)
     except SshError as exc:
         audit["error"] = exc.cause
         raise _SshFailure(exc) from None
@@ -79,7 +80,8 @@ async def exec_command(request: web.Request) -> web.Response:
 async def _ssh_errors(context: AppContext, service: Service, audit: dict) -> AsyncIterator[None]:
     """Path refusals → 400; SSH failures → their status, cause to the audit line; idle clock restarted."""
     try:
-        yield
+        with channel_errors():
+            yield
     except PathRefused as exc:
         raise BadRequest(str(exc)) from None
     except SshError as exc:
@@ -211,7 +213,11 @@ async def shell_session(request: web.Request) -> web.StreamResponse:
     ws.headers.update(RESPONSE_HEADERS)
     await ws.prepare(request)
     try:
-        audit["bytes"] = await run_shell(ws, conn, cols, rows)
+        with channel_errors():
+            audit["bytes"] = await run_shell(ws, conn, cols, rows)
+    except SshBusy as exc:  # the socket is a WebSocket by now: 1013 is "try again later"
+        audit["error"] = exc.cause
+        await ws.close(code=1013, message=b"ssh server busy")
     finally:
         context.ssh.touch(service.name)
     return ws
