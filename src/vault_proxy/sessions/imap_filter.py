@@ -16,7 +16,8 @@ from .steps import Step
 REFUSED_MECHANISM = b"X-VAULT-PROXY-REFUSED"
 MAX_LINE = 64 * 1024  # longer lines pass through as they come (a command name is at their start)
 _LITERAL = re.compile(rb"\{(\d{1,10})\+?\}\r?\n$")
-_COMPRESS = re.compile(rb"([^ \r\n]+) +COMPRESS(?: |\r?\n$)", re.IGNORECASE)
+# The tag, then COMPRESS as the command name whatever separates them or follows (a tab, a literal).
+_COMPRESS = re.compile(rb"([^ \t\r\n]+)[ \t]+COMPRESS(?=[ \t{]|\r?\n$)", re.IGNORECASE)
 
 
 class ImapFilter:
@@ -64,6 +65,7 @@ class ImapFilter:
         if passing:
             return b""
         compress = _COMPRESS.match(line) if starts else None
-        if compress and not literal:
-            return compress.group(1) + b" COMPRESS " + REFUSED_MECHANISM + b"\r\n"
+        if compress:  # a literal after it stays framed as sent: the server then sees two arguments
+            marker = b" " + literal.group(0).rstrip(b"\r\n") if literal else b""
+            return compress.group(1) + b" COMPRESS " + REFUSED_MECHANISM + marker + b"\r\n"
         return line

@@ -106,3 +106,11 @@ def test_a_session_ends_when_its_token_expires(proxy_env, redis_peer):
     client = open_session(proxy_env, name, token)
     assert client.ping() is True
     assert ended(client, 8.0)
+
+
+@pytest.mark.parametrize("timeout", ["１", "١٠", "+5", "5 "])
+def test_session_timeout_takes_ascii_digits_only(proxy_env, redis_peer, timeout):
+    name = add_redis(proxy_env, redis_peer)
+    resp = proxy_env.server.http.post(f"/redis/{name}/session", params={"timeout": timeout},
+                                      headers={"Authorization": f"Bearer {proxy_env.token()}"})  # fmt: skip
+    assert resp.status_code == 400 and "timeout" in resp.json()["error"]

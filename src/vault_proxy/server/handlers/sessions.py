@@ -54,7 +54,7 @@ def _out_of_files(exc: BaseException | None) -> bool:
 
 def _timeout(request: web.Request) -> int:
     text = request.query.get("timeout", str(DEFAULT_TIMEOUT))
-    if not text.isdecimal() or not 0 < int(text) <= MAX_TIMEOUT:
+    if not (text.isascii() and text.isdecimal()) or not 0 < int(text) <= MAX_TIMEOUT:
         raise BadRequest(f"timeout must be whole seconds from 1 to {MAX_TIMEOUT}")
     return int(text)
 
