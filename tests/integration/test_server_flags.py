@@ -133,3 +133,12 @@ def test_running_server_writes_no_core_file(server):
     limits = Path(f"/proc/{server.proc.pid}/limits").read_text().splitlines()
     core = next(line for line in limits if line.startswith("Max core file size"))
     assert core.split()[4:6] == ["0", "0"], core
+
+
+def test_start_up_names_the_event_loop_and_prints_no_dependency_warnings(start_server):
+    """#16 defect 6: uvloop is a dependency (Linux/CPython) and the loop in use is logged; asyncssh's
+    DSA deprecation warnings from cryptography no longer appear at every start."""
+    server = start_server()
+    log = server.log_text()
+    assert "event loop: uvloop " in log
+    assert "DSA" not in log and "Warning" not in log

@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -99,6 +100,7 @@ def main(**opts) -> None:
     Each listener keeps its own unlock failure counter and lockout.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_dependency_warnings()
     data_dir = Path(opts["data_dir"]).expanduser().resolve()
     audit = opts["audit_log"]
     config = ServerConfig(
@@ -242,6 +244,27 @@ async def _freeze_startup_objects(_app) -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
 
 
+def _quiet_dependency_warnings() -> None:
+    """asyncssh still imports cryptography's DSA classes; their deprecation warnings are noise for an
+    operator at every start (the vault never uses DSA keys)."""
+    warnings.filterwarnings("ignore", message=".*DSA.*", category=DeprecationWarning, module=r"asyncssh(\.|$)")
+    try:
+        from cryptography.utils import CryptographyDeprecationWarning
+    except ImportError:  # pragma: no cover - the warning class moved
+        return
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module=r"asyncssh(\.|$)")
+
+
+def _loop_in_use() -> str:
+    loop = asyncio.get_running_loop()
+    module = type(loop).__module__.split(".")[0]
+    if module == "uvloop":
+        import uvloop
+
+        return f"uvloop {uvloop.__version__}"
+    return f"asyncio's default loop ({type(loop).__name__}; install uvloop for lower proxy latency)"
+
+
 def serve(config: ServerConfig, timeouts: ListenerTimeouts | None = None) -> None:
     from ..vault.persistence import ensure_private_dir
 
@@ -288,6 +311,7 @@ async def _serve(
         tls = ssl_context is not None
         where = ", ".join(_where(listener, tls) for listener in dict.fromkeys(item for item, _ in bound))
         log.info("vault-server listening on %s (data dir %s); vault is locked", where, config.data_dir)
+        log.info("event loop: %s", _loop_in_use())
         await stop.wait()
         log.info("vault-server shutting down")
     finally:
