@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import struct
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +14,7 @@ from hypothesis import strategies as st
 from vault_proxy.sessions.handshake import Action, UpstreamLogin
 from vault_proxy.sessions.imap import ImapLogin
 from vault_proxy.sessions.imap_local import ImapLocal
+from vault_proxy.sessions.postgres_login import PostgresLogin
 from vault_proxy.sessions.smtp import SmtpLocal, SmtpLogin
 
 PASSWORD = "s3cr3t-Pa55word"
@@ -21,9 +26,13 @@ def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
 
 
-def _drive(machine: UpstreamLogin, server: list[bytes], cuts: list[int]) -> tuple[list[bytes], Action]:
+Answer = bytes | Callable[[bytes], bytes]
+
+
+def _drive(machine: UpstreamLogin, server: list[Answer], cuts: list[int]) -> tuple[list[bytes], Action]:
     """Run ``machine`` against a scripted server: ``server[i]`` answers the i-th thing the vault sends
-    (``server[0]`` is the greeting); each answer arrives split at ``cuts``. Returns what was sent."""
+    (``server[0]`` is the greeting; a callable is given the last bytes sent); each answer arrives split
+    at ``cuts``. Returns what was sent."""
     sent: list[bytes] = []
     action = machine.start()
     answers = iter(server)
@@ -32,12 +41,17 @@ def _drive(machine: UpstreamLogin, server: list[bytes], cuts: list[int]) -> tupl
             sent.append(action.send)
         if action.error is not None or action.done:
             return sent, action
+        if action.work is not None:
+            action = action.work()
+            continue
         if action.tls:
             action = machine.tls_started()
             continue
         answer = next(answers, None)
         if answer is None:
             return sent, machine.eof()
+        if callable(answer):
+            answer = answer(sent[-1] if sent else b"")
         action = Action()
         for chunk in _splits(answer, cuts):
             action = machine.feed(chunk)
@@ -327,3 +341,131 @@ def test_imap_local_authenticate_and_wrong_secret(cuts: list[int]) -> None:
     assert close == "literal too large"
     local, _, _, close = _imap_local(b'a LOGIN me "wrong"\r\n', cuts, secret=None)
     assert local.logged_in and close is None
+
+
+# --- Postgres ------------------------------------------------------------------------------------------
+
+
+def _pg(kind: bytes, payload: bytes = b"") -> bytes:
+    return kind + struct.pack("!I", len(payload) + 4) + payload
+
+
+def _auth(code: int, data: bytes = b"") -> bytes:
+    return _pg(b"R", struct.pack("!I", code) + data)
+
+
+AFTER_LOGIN = (_auth(0) + _pg(b"S", b"server_version\x0016.1\x00") + _pg(b"N", b"Mnotice\x00\x00")
+               + _pg(b"K", b"12345678") + _pg(b"Z", b"I"))  # fmt: skip
+
+
+class ScramServer:
+    """The server side of SCRAM-SHA-256 for ``PASSWORD`` (few iterations: these are tests)."""
+
+    def __init__(self, password: str = PASSWORD, tamper: bool = False) -> None:
+        self.salted = hashlib.pbkdf2_hmac("sha256", password.encode(), b"salt", 16)
+        self.tamper = tamper
+        self.auth_message = b""
+
+    def first(self, sent: bytes) -> bytes:
+        client_first_bare = sent[sent.index(b"n,,") + 3 :].decode()
+        nonce = client_first_bare.split("r=", 1)[1] + "SERVER"
+        self.server_first = f"r={nonce},s={base64.b64encode(b'salt').decode()},i=16"
+        self.client_first_bare = client_first_bare
+        return _auth(11, self.server_first.encode())
+
+    def final(self, sent: bytes) -> bytes:
+        without_proof = sent[5:].decode().rsplit(",p=", 1)[0]
+        message = f"{self.client_first_bare},{self.server_first},{without_proof}".encode()
+        server_key = hmac.new(self.salted, b"Server Key", hashlib.sha256).digest()
+        signature = hmac.new(server_key, message, hashlib.sha256).digest()
+        if self.tamper:
+            signature = bytes(32)
+        return _auth(12, b"v=" + base64.b64encode(signature)) + AFTER_LOGIN
+
+
+def _postgres(server: list[Answer], cuts: list[int], tls: str = "prefer", password: str = PASSWORD):
+    machine = PostgresLogin("app", password, "appdb", tls, read_only=True)
+    sent, action = _drive(machine, server, cuts)
+    return machine, sent, action
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_postgres_scram_login_any_split(cuts: list[int]) -> None:
+    scram = ScramServer()
+    server: list[Answer] = [b"N", _auth(10, b"SCRAM-SHA-256\x00\x00"), scram.first, scram.final]
+    machine, sent, action = _postgres(server, cuts)
+    assert action.done and action.error is None
+    assert machine.state.parameters == {"server_version": "16.1"} and machine.state.backend_key == b"12345678"
+    assert sent[0] == struct.pack("!II", 8, 80877103)
+    assert b"user\x00app\x00database\x00appdb\x00default_transaction_read_only\x00on\x00" in sent[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_postgres_cleartext_over_tls_any_split(cuts: list[int]) -> None:
+    machine, sent, action = _postgres([b"S", _auth(3), AFTER_LOGIN + b"extra"], cuts, tls="require")
+    assert action.done and sent[-1] == _pg(b"p", PASSWORD.encode() + b"\x00")
+    assert b"extra".startswith(machine.trailing)  # what came in the chunk with ReadyForQuery (the rest is unread)
+
+
+def test_postgres_failures_name_the_step() -> None:
+    _, _, action = _postgres([b"N"], [], tls="require")
+    assert action.error == "postgres TLS failed: the server does not accept TLS (postgres_tls is require)"
+    _, _, action = _postgres([b"N", _auth(3)], [])
+    assert action.error is not None and action.error.startswith("postgres auth failed: the server asks for a cleartext")
+    error = _pg(b"E", b'SFATAL\x00C28P01\x00Mpassword authentication failed for user "app"\x00\x00')
+    _, _, action = _postgres([b"N", error], [])
+    assert action.error == 'postgres auth failed: password authentication failed for user "app" (SQLSTATE 28P01)'
+    scram = ScramServer(tamper=True)
+    _, _, action = _postgres([b"N", _auth(10, b"SCRAM-SHA-256\x00\x00"), scram.first, scram.final], [])
+    assert action.error == "postgres auth failed: server signature does not match"
+    _, _, action = _postgres([b"N", _auth(10, b"SCRAM-SHA-256\x00\x00"), _auth(0)], [])
+    assert action.error is not None and "SCRAM" in action.error
+    _, _, action = _postgres([b"N", _auth(0), _pg(b"E", b'C3D000\x00Mdatabase "appdb" does not exist\x00\x00')], [])
+    assert action.error == 'postgres login failed: database "appdb" does not exist (SQLSTATE 3D000)'
+    _, _, action = _postgres([b"HTTP/1.1"], [])
+    assert action.error == "postgres connect failed: not a PostgreSQL server"
+    _, _, action = _postgres([b"S" + _auth(3)], [], tls="require")
+    assert action.error == "postgres TLS failed: the server sent data before the TLS handshake"
+    _, _, action = _postgres([b"N", b"R\xff\xff\xff\xff"], [])
+    assert action.error == "postgres connect failed: the server broke off the handshake (at auth)"
+    _, _, action = _postgres([b"N", _auth(0)], [])
+    assert action.error == "postgres connect failed: the server broke off the handshake (at login)"
+
+
+PG_HOSTILE = st.one_of(
+    st.binary(max_size=200),
+    st.sampled_from(
+        [
+            b"S",
+            b"N",
+            _auth(3),
+            _auth(5, b"salt"),
+            _auth(10, b"SCRAM-SHA-256\x00\x00"),
+            _auth(11, b"r=x"),
+            _auth(11, b"r=,s=!!,i=0"),
+            _auth(12, b"e=bad"),
+            _auth(12, b"v=AAAA"),
+            _auth(0),
+            _auth(99),
+            AFTER_LOGIN,
+            _pg(b"E", f"C28P01\x00M{PASSWORD}\x00\x00".encode()),
+            _pg(b"Z", b"I"),
+            _pg(b"R", b""),
+        ]
+    ),  # fmt: skip
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PG_HOSTILE, max_size=7), st.lists(st.integers(0, 200), max_size=6),
+       st.sampled_from(["require", "prefer", "disable"]))  # fmt: skip
+def test_postgres_hostile_server_ends_with_a_named_error_or_login(server, cuts, tls: str) -> None:
+    machine = PostgresLogin("app", PASSWORD, "appdb", tls)
+    _, action = _drive(machine, server, cuts)
+    assert action.done or action.error is not None
+    if action.error is not None:
+        assert action.error.startswith(("postgres connect failed", "postgres TLS failed", "postgres auth failed",
+                                        "postgres login failed"))  # fmt: skip
+        assert PASSWORD not in action.error

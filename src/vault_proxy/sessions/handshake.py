@@ -5,13 +5,15 @@ bytes that answers with an :class:`Action`: bytes to send, whether to upgrade th
 now, whether the login is done, or why it failed (the message names the step and never the stored
 password). The class never touches a socket and never raises for anything the server sends, so unit
 tests drive it with scripted bytes split any way. :func:`run_upstream` is the only I/O: it writes,
-reads, upgrades TLS through ``dial.secure`` and turns a failure into a :class:`SessionError`.
+reads, upgrades TLS through ``dial.secure``, runs ``work`` in a thread and turns a failure into a
+:class:`SessionError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,11 +30,12 @@ class Action:
     tls: bool = False  # then upgrade the connection and call ``tls_started``
     done: bool = False  # the login succeeded; bytes after the last reply are in ``trailing``
     error: str | None = None  # the login failed: a message naming the step
+    work: Callable[[], Action] | None = None  # CPU-heavy (SCRAM's PBKDF2): run off the event loop, then act
 
     @property
     def waits(self) -> bool:
         """Nothing to do but read more from the server."""
-        return not (self.tls or self.done or self.error is not None)
+        return not (self.tls or self.done or self.error is not None or self.work is not None)
 
 
 class UpstreamLogin(Protocol):
@@ -69,6 +72,9 @@ async def run_upstream(machine: UpstreamLogin, stream: Stream, tls: Tls | None, 
                 if machine.trailing:  # read past the last reply: hand it back for the splice
                     stream[0].feed_data(machine.trailing)
                 return stream
+            if action.work is not None:
+                action = await asyncio.to_thread(action.work)
+                continue
             if action.tls:
                 if tls is None:
                     raise SessionError(f"{machine.proto} TLS failed: no TLS context")

@@ -1,8 +1,7 @@
 """Postgres sessions: the vault does TLS and SCRAM upstream; the local client logs in with the client secret.
 
-Upstream (``postgres_tls`` require / prefer / disable): SSLRequest, startup as the stored user and
-database, SCRAM-SHA-256 with the server's signature checked (cleartext or md5 only when the server asks
-and the connection is encrypted), then the server's ParameterStatus and BackendKeyData are kept until
+Upstream: ``postgres_login.PostgresLogin`` (sans-I/O, run by ``handshake.run_upstream``): SSLRequest per
+``postgres_tls``, startup, SCRAM-SHA-256, then the server's ParameterStatus and BackendKeyData until
 ReadyForQuery (with ``postgres_read_only``, the startup also sets ``default_transaction_read_only=on``,
 which RESET and DISCARD ALL return to). Local: SSLRequest and GSSENCRequest answered ``N``; the startup
 message's user and database play no part; the password asked for (cleartext: the loopback hop) must be
@@ -16,21 +15,19 @@ A parameter the server rejects ends the session with its error, as a direct conn
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ssl
-import struct
-from dataclasses import dataclass, field
 
 from ..redaction import SecretSet
 from ..vault.models import PostgresAuth
 from ..vault.secret import reveal
 from . import postgres_wire as wire
-from .dial import Stream, secure
-from .errors import ClientRejected, SessionError
+from .dial import Stream
+from .errors import ClientRejected
+from .handshake import Tls, run_upstream
 from .listener import Driver
 from .masking import PostgresFrames, ReplyMask
 from .postgres_filter import PostgresFilter
-from .scram import MECHANISM, ScramClient, ScramError
+from .postgres_login import PostgresLogin, UpstreamState
 from .sql_check import READ_ONLY_REFUSAL, READ_ONLY_SETTINGS
 from .steps import secret_matches
 
@@ -38,109 +35,14 @@ TIMEOUT = 15.0
 _NOT_SETTINGS = {"user", "database", "replication", "options"}
 
 
-@dataclass
-class UpstreamState:
-    """What the upstream said after the login, to be replayed to the local client."""
-
-    parameters: dict[str, str] = field(default_factory=dict)
-    backend_key: bytes = b""
-
-
-async def _negotiate_tls(stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext) -> Stream:
-    if auth.postgres_tls == "disable":
-        return stream
-    stream[1].write(wire.ssl_request())
-    answer = await asyncio.wait_for(stream[0].readexactly(1), TIMEOUT)
-    if answer == b"S":
-        return await secure("postgres", stream, auth.postgres_host, tls)
-    if answer != b"N":
-        raise SessionError("postgres connect failed: not a PostgreSQL server")
-    if auth.postgres_tls == "require":
-        raise SessionError("postgres TLS failed: the server does not accept TLS (postgres_tls is require)")
-    return stream
-
-
-def _server_error(step: str, payload: bytes, password: str) -> SessionError:
-    fields = wire.error_fields(payload)
-    text = f"{fields.get('M', 'error')} (SQLSTATE {fields.get('C', '?')})".replace(password, "***")
-    return SessionError(f"postgres {step} failed: {text[:200]}")
-
-
-def _md5_answer(user: str, password: str, salt: bytes) -> str:
-    inner = hashlib.md5((password + user).encode(), usedforsecurity=False).hexdigest()
-    return "md5" + hashlib.md5(inner.encode() + salt, usedforsecurity=False).hexdigest()
-
-
-async def _authenticate(stream: Stream, auth: PostgresAuth, password: str) -> None:
-    """Answer the server's authentication requests until AuthenticationOk."""
-    reader, writer = stream
-    encrypted = writer.get_extra_info("ssl_object") is not None
-    scram: ScramClient | None = None
-    verified = False
-    while True:
-        kind, payload = await asyncio.wait_for(wire.read_message(reader), TIMEOUT)
-        if kind == b"E":
-            raise _server_error("auth", payload, password)
-        if kind != b"R" or len(payload) < 4:
-            raise SessionError("postgres auth failed: unexpected message from the server")
-        (code,) = struct.unpack("!I", payload[:4])
-        data = payload[4:]
-        if code == wire.AUTH_OK:
-            if scram is not None and not verified:
-                raise SessionError("postgres auth failed: the server skipped the SCRAM signature")
-            return
-        if code == wire.AUTH_SASL:
-            if MECHANISM.encode() not in data.split(b"\0"):
-                raise SessionError("postgres auth failed: the server offers no SCRAM-SHA-256")
-            scram = ScramClient(password)
-            first = scram.first_message()
-            writer.write(wire.message(b"p", wire.cstring(MECHANISM) + struct.pack("!i", len(first)) + first))
-        elif code == wire.AUTH_SASL_CONTINUE and scram is not None:
-            # PBKDF2 with the server's iteration count (up to 10 M): in a thread, never on the event loop.
-            writer.write(wire.message(b"p", await asyncio.to_thread(scram.final_message, data)))
-        elif code == wire.AUTH_SASL_FINAL and scram is not None:
-            scram.verify_server(data)
-            verified = True
-        elif code in (wire.AUTH_CLEARTEXT, wire.AUTH_MD5):
-            method = "cleartext" if code == wire.AUTH_CLEARTEXT else "md5"
-            if not encrypted:
-                raise SessionError(
-                    f"postgres auth failed: the server asks for a {method} password on an unencrypted "
-                    "connection; refused (set postgres_tls to require)"
-                )
-            answer = password if code == wire.AUTH_CLEARTEXT else _md5_answer(auth.postgres_user, password, data[:4])
-            writer.write(wire.message(b"p", wire.cstring(answer)))
-        else:
-            raise SessionError(f"postgres auth failed: unsupported authentication request {code}")
-
-
 async def login(stream: Stream, auth: PostgresAuth, tls: ssl.SSLContext) -> tuple[Stream, UpstreamState]:
     """TLS per mode, startup, authentication; returns the stream and what to replay locally."""
-    password = reveal(auth.postgres_password)
-    try:
-        stream = await _negotiate_tls(stream, auth, tls)
-        startup = {"user": auth.postgres_user, "database": auth.postgres_db}
-        if auth.postgres_read_only:
-            startup["default_transaction_read_only"] = "on"
-        stream[1].write(wire.startup_message(startup))
-        await _authenticate(stream, auth, password)
-        state = UpstreamState()
-        while True:
-            kind, payload = await asyncio.wait_for(wire.read_message(stream[0]), TIMEOUT)
-            if kind == b"S":
-                state.parameters.update(wire.parse_pairs(payload))
-            elif kind == b"K":
-                state.backend_key = payload
-            elif kind == b"E":
-                raise _server_error("login", payload, password)
-            elif kind == b"Z":
-                return stream, state
-    except ScramError as exc:
-        raise SessionError(f"postgres auth failed: {exc}") from None
-    except (wire.ProtocolError, asyncio.IncompleteReadError):
-        raise SessionError("postgres connect failed: the server broke off the handshake") from None
-    except (OSError, TimeoutError) as exc:
-        raise SessionError(f"postgres connect failed: {type(exc).__name__}") from None
+    machine = PostgresLogin(
+        auth.postgres_user, reveal(auth.postgres_password), auth.postgres_db, auth.postgres_tls,
+        auth.postgres_read_only, SecretSet(auth.secret_values()),
+    )  # fmt: skip
+    stream = await run_upstream(machine, stream, Tls(auth.postgres_host, tls), TIMEOUT)
+    return stream, machine.state
 
 
 def _option_settings(options: str) -> dict[str, str]:
