@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SOAK_SECONDS ?= 600
 
 .PHONY: run test soak lint bench bench-proxy bench-sessions bench-cli clean
 
@@ -38,10 +39,11 @@ bench-sessions: $(STAMP)
 bench-cli: $(STAMP)
 	$(BIN)/python bench/cli_startup.py
 
-# The long load soak (make test runs a 15 s one): 60 s, 100 connections, report printed.
+# The long load soak (make test runs a 15 s one): 10 min, 100 connections, report printed
+# (SOAK_SECONDS=60 make soak for a shorter one).
 soak: $(STAMP)
 	./scripts/install-test-peers.sh
-	VAULT_SOAK_SECONDS=60 $(BIN)/python -m pytest -q -s tests/integration/test_soak.py
+	VAULT_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s -o timeout=900 tests/integration/test_soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
