@@ -13,7 +13,7 @@ import pytest
 from vault_proxy.sessions.errors import SessionError
 from vault_proxy.sessions.imap import _quote
 from vault_proxy.sessions.imap import login as imap_login
-from vault_proxy.sessions.postgres import _literal, _option_settings, startup_settings
+from vault_proxy.sessions.postgres_local import _literal, _option_settings, startup_settings
 from vault_proxy.sessions.postgres_wire import error_fields, error_response, parse_pairs, startup_message
 from vault_proxy.sessions.scram import ScramClient, ScramError
 from vault_proxy.vault.models import ImapAuth

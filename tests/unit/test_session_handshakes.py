@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from vault_proxy.sessions.handshake import Action, UpstreamLogin
 from vault_proxy.sessions.imap import ImapLogin
 from vault_proxy.sessions.imap_local import ImapLocal
-from vault_proxy.sessions.postgres_login import PostgresLogin
+from vault_proxy.sessions.postgres_local import PostgresLocal
+from vault_proxy.sessions.postgres_login import PostgresLogin, UpstreamState
 from vault_proxy.sessions.smtp import SmtpLocal, SmtpLogin
 
 PASSWORD = "s3cr3t-Pa55word"
@@ -469,3 +470,73 @@ def test_postgres_hostile_server_ends_with_a_named_error_or_login(server, cuts, 
         assert action.error.startswith(("postgres connect failed", "postgres TLS failed", "postgres auth failed",
                                         "postgres login failed"))  # fmt: skip
         assert PASSWORD not in action.error
+
+
+def _startup(params: dict[str, str], version: int = 196608) -> bytes:
+    body = struct.pack("!I", version) + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items())
+    return struct.pack("!I", len(body) + 5) + body + b"\0"
+
+
+STATE = UpstreamState(parameters={"server_version": "16.1", "application_name": ""}, backend_key=b"12345678")
+
+
+def _pg_local(script: bytes, cuts: list[int], secret: str | None = SECRET, upstream: bytes = b"", read_only=False):
+    local = PostgresLocal(STATE, secret, read_only)
+    to_client, to_upstream, close = b"", b"", None
+    for chunk in _splits(script, cuts):
+        step = local.feed(chunk)
+        if local.wants_upstream and step.close is None:
+            to_client, to_upstream = to_client + step.to_client, to_upstream + step.to_upstream
+            step = local.feed_upstream(upstream)
+        to_client += step.to_client
+        to_upstream += step.to_upstream
+        if step.close is not None:
+            close = step.close
+            break
+    return local, to_client, to_upstream, close
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=8))
+def test_postgres_local_login_any_split(cuts: list[int]) -> None:
+    script = (struct.pack("!II", 8, 80877103) + _startup({"user": "x", "database": "y", "application_name": "psql"})
+              + _pg(b"p", SECRET.encode() + b"\0") + _pg(b"Q", b"SELECT 1\0"))  # fmt: skip
+    upstream = _pg(b"T", b"") + _pg(b"S", b"application_name\x00psql\x00") + _pg(b"Z", b"I")
+    local, to_client, to_upstream, close = _pg_local(script, cuts, upstream=upstream)
+    assert close is None and local.logged_in
+    assert to_upstream.startswith(b"Q") and b"set_config(E'application_name', E'psql', false)" in to_upstream
+    assert to_upstream.endswith(_pg(b"Q", b"SELECT 1\0"))
+    assert to_client.startswith(b"N" + _auth(3) + _auth(0))
+    assert _pg(b"S", b"application_name\x00psql\x00") in to_client and to_client.endswith(
+        _pg(b"K", b"12345678") + _pg(b"Z", b"I")
+    )
+
+
+def test_postgres_local_refusals() -> None:
+    hello = _startup({"user": "x"})
+    _, to_client, to_upstream, close = _pg_local(hello + _pg(b"p", b"wrong\0"), [])
+    assert close == "wrong client secret" and to_upstream == b"" and b"28P01" in to_client
+    local, to_client, _, close = _pg_local(hello, [], secret=None)
+    assert local.logged_in and close is None and to_client.startswith(_auth(0))
+    _, _, _, close = _pg_local(_startup({"user": "x", "replication": "true"}), [])
+    assert close == "startup refused (SQLSTATE 0A000)"
+    _, _, _, close = _pg_local(struct.pack("!IIII", 16, 80877102, 1, 2), [])
+    assert close == "startup refused (SQLSTATE 0A000)"
+    _, _, _, close = _pg_local(_startup({"options": "-c default_transaction_read_only=off"}), [], None, read_only=True)
+    assert close is not None and close.startswith("startup refused")
+    bad = _pg(b"E", b"C22023\x00Mbad value\x00\x00") + _pg(b"Z", b"I")
+    _, to_client, _, close = _pg_local(_startup({"DateStyle": "nonsense"}), [], None, upstream=bad)
+    assert close == "startup refused (SQLSTATE 22023)" and b"bad value" in to_client
+    _, _, _, close = _pg_local(struct.pack("!I", 99999), [])
+    assert close == "startup packet length 99999 out of range"
+    local = PostgresLocal(STATE, None)
+    local.feed(_startup({"TimeZone": "UTC"}))
+    assert local.wants_upstream and local.feed_upstream(b"").close == "the upstream closed during the startup"
+
+
+@settings(deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([None, SECRET]))
+def test_postgres_local_garbage_never_logs_in_without_the_secret(garbage: bytes, secret: str | None) -> None:
+    local, _, to_upstream, close = _pg_local(garbage, [], secret, upstream=_pg(b"Z", b"I"))
+    if secret is not None:
+        assert not local.logged_in and to_upstream == b""

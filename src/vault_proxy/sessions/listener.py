@@ -128,6 +128,10 @@ class OneShot:
         if pending:
             await self._apply(driver.client_filter.feed(pending) if driver.client_filter else Step(pending), writer)
         while driver.client_filter is not None and not driver.client_filter.logged_in:
+            if getattr(driver.client_filter, "wants_upstream", False):  # Postgres: the startup's set_config answer
+                answer = await self._upstream[0].read(CHUNK)
+                await self._apply(driver.client_filter.feed_upstream(answer), writer)  # type: ignore[attr-defined]
+                continue
             chunk = await reader.read(CHUNK)
             if not chunk:
                 raise ClientRejected("closed before logging in")
