@@ -540,3 +540,54 @@ def test_postgres_local_garbage_never_logs_in_without_the_secret(garbage: bytes,
     local, _, to_upstream, close = _pg_local(garbage, [], secret, upstream=_pg(b"Z", b"I"))
     if secret is not None:
         assert not local.logged_in and to_upstream == b""
+
+
+# --- the runner ----------------------------------------------------------------------------------------
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+
+async def test_runner_sends_hands_back_trailing_bytes_and_names_failures() -> None:
+    import asyncio
+
+    from vault_proxy.sessions.errors import SessionError
+    from vault_proxy.sessions.handshake import run_upstream
+
+    reader, writer = asyncio.StreamReader(), _Writer()
+    reader.feed_data(GREETING + EHLO_PLAIN + b"235 ok\r\n* pipelined\r\n")
+    stream = await run_upstream(SmtpLogin("u", PASSWORD, False), (reader, writer), None, 1.0)  # type: ignore[arg-type]
+    assert stream[0] is reader and writer.sent.startswith(b"EHLO vault-proxy\r\nAUTH PLAIN ")
+    assert await reader.read(100) == b"* pipelined\r\n"  # left for the splice, not swallowed by the login
+
+    silent = asyncio.StreamReader()
+    try:
+        await run_upstream(SmtpLogin("u", PASSWORD, False), (silent, _Writer()), None, 0.05)  # type: ignore[arg-type]
+    except SessionError as exc:
+        assert exc.message == "smtp connect failed: TimeoutError"
+    else:
+        raise AssertionError("no timeout")
+
+    scram, pg_reader = ScramServer(), asyncio.StreamReader()
+    pg_writer = _Writer()
+    machine = PostgresLogin("app", PASSWORD, "appdb", "disable")
+
+    async def server() -> None:  # answers as the vault writes: the SCRAM proof comes from a thread
+        pg_reader.feed_data(_auth(10, b"SCRAM-SHA-256\x00\x00"))
+        while b"n,," not in pg_writer.sent:
+            await asyncio.sleep(0.01)
+        pg_reader.feed_data(scram.first(pg_writer.sent[pg_writer.sent.index(b"p") :]))
+        while b",p=" not in pg_writer.sent:
+            await asyncio.sleep(0.01)
+        proof = pg_writer.sent[pg_writer.sent.rindex(b"p\x00") :]
+        pg_reader.feed_data(scram.final(proof))
+
+    task = asyncio.ensure_future(server())
+    await run_upstream(machine, (pg_reader, pg_writer), None, 2.0)  # type: ignore[arg-type]
+    await task
+    assert machine.state.backend_key == b"12345678"
