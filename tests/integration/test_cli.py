@@ -88,7 +88,8 @@ class Cli:
     def unlock(self, password: str) -> str:
         """``unlock --password-stdin``; returns the saved admin token."""
         result = self.ok("unlock", "--password-stdin", input=password + "\n")
-        assert result.stdout.startswith(f"Vault unlocked. Token saved to {self.session_file}\n")
+        assert result.stdout == "Vault unlocked. Session saved.\n"
+        assert f"saved to {self.session_file}" in result.stderr
         token = self.session_file.read_text().strip()
         self.admin_tokens.add(token)
         return token
@@ -125,14 +126,14 @@ def bearer_json(name: str, token: str, base_url: str = "https://api.example.com"
 
 
 def test_health_and_unlock_writes_private_session_file(cli: Cli, secrets: SecretRegistry) -> None:
-    assert cli.ok("health").stdout == f"vault-server at {cli.server.addr}: locked\n"
-    assert json.loads(cli.ok("health", "--json").stdout) == {"status": "locked"}
+    assert cli.ok("health").stdout == "vault: locked\n"
+    assert cli.ok("health", "--json").stdout == "vault: locked\n"  # SPEC §14: --json changes no text
 
     token = cli.unlock(secrets.new("cli-master-pw"))
     assert HEX64.match(token)
     assert stat.S_IMODE(cli.session_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(cli.session_file.parent.stat().st_mode) == 0o700
-    assert cli.ok("health").stdout.endswith(": unlocked\n")
+    assert cli.ok("health").stdout == "vault: unlocked\n"
     # the saved token is what later commands use
     assert cli.ok("token", "list", "--json").stdout.count('"scope": "admin"') == 1
 
@@ -140,8 +141,9 @@ def test_health_and_unlock_writes_private_session_file(cli: Cli, secrets: Secret
 def test_unlock_prints_expiry(cli: Cli, secrets: SecretRegistry) -> None:
     result = cli.ok("unlock", "--password-stdin", input=secrets.new("cli-master-pw") + "\n")
     cli.admin_tokens.add(cli.session_file.read_text().strip())
-    lines = result.stdout.splitlines()
-    assert re.fullmatch(r"Token expires at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 23h5\dm\)", lines[1]), lines
+    assert result.stdout == "Vault unlocked. Session saved.\n"
+    expiry = r"Admin token saved to \S+, expires at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 23h5\dm\)"
+    assert re.fullmatch(expiry, result.stderr.splitlines()[0]), result.stderr
 
 
 def test_wrong_password_and_short_password(cli: Cli, secrets: SecretRegistry) -> None:
@@ -159,7 +161,7 @@ def test_wrong_password_and_short_password(cli: Cli, secrets: SecretRegistry) ->
     assert result.stderr == "error: unlock failed: wrong password or corrupted vault\n"
     assert result.stdout == ""
     assert not cli.session_file.exists()
-    assert cli.ok("health").stdout.endswith(": locked\n")
+    assert cli.ok("health").stdout == "vault: locked\n"
     cli.unlock(password)
 
 
@@ -173,7 +175,8 @@ def test_lock_then_commands_fail(unlocked: Cli) -> None:
     assert no_token.stderr == "error: vault is locked (run 'vault-cli unlock')\n"
     with_token = unlocked.fails("service", "list", env={"VAULT_TOKEN": old_token})
     assert with_token.stderr == "error: vault is locked (run 'vault-cli unlock')\n"
-    assert unlocked.ok("lock", env={"VAULT_TOKEN": old_token}).stdout == "Vault is already locked.\n"
+    again = unlocked.ok("lock", env={"VAULT_TOKEN": old_token})
+    assert again.stdout == "Vault locked.\n" and "already locked" in again.stderr
 
 
 def test_passwd_from_stdin(cli: Cli, secrets: SecretRegistry) -> None:
@@ -194,19 +197,16 @@ def test_service_commands(unlocked: Cli, secrets: SecretRegistry) -> None:
     a, b = unique("cli-a"), unique("cli-b")
     secret_a, secret_b = secrets.new("cli-secret-ZQ81x"), secrets.new("cli-secret-header")
 
-    assert unlocked.ok("service", "list").stdout == "No services.\n"
-    assert unlocked.ok("service", "add", bearer_json(a, secret_a)).stdout == f'Service "{a}" saved\n'
+    assert unlocked.ok("service", "list").stdout == "No services configured.\n"
+    assert unlocked.ok("service", "add", bearer_json(a, secret_a)).stdout == "Service added.\n"
     body_b = {"name": b, "base_url": "https://b.example.com",
               "auth": {"type": "header", "header_name": "X-Api-Key", "header_value": secret_b}}  # fmt: skip
-    assert unlocked.ok("service", "add", "-", input=json.dumps(body_b)).stdout == f'Service "{b}" saved\n'
-    assert unlocked.ok("service", "add", input=json.dumps(body_b)).stdout == f'Service "{b}" saved\n'
+    assert unlocked.ok("service", "add", "-", input=json.dumps(body_b)).stdout == "Service added.\n"
+    assert unlocked.ok("service", "add", input=json.dumps(body_b)).stdout == "Service added.\n"  # an update
 
-    table = unlocked.ok("service", "list").stdout.splitlines()
-    assert table[0].split() == ["NAME", "AUTH", "BASE", "URL"]
-    assert [row.split() for row in table[1:]] == [
-        [a, "bearer", "https://api.example.com"],
-        [b, "header", "https://b.example.com"],
-    ]
+    assert unlocked.ok("service", "list").stdout == (
+        f"  {a:<20} https://api.example.com (bearer)\n  {b:<20} https://b.example.com (header)\n"
+    )
     listed = json.loads(unlocked.ok("service", "list", "--json").stdout)
     assert [(s["name"], s["auth_type"]) for s in listed] == [(a, "bearer"), (b, "header")]
 
@@ -216,7 +216,7 @@ def test_service_commands(unlocked: Cli, secrets: SecretRegistry) -> None:
     invalid = unlocked.fails("service", "add", json.dumps({"name": "bad", "auth": {"type": "bearer"}}))
     assert "token" in invalid.stderr
 
-    assert unlocked.ok("service", "remove", a).stdout == f'Service "{a}" removed\n'
+    assert unlocked.ok("service", "remove", a).stdout == "Service removed.\n"
     missing = unlocked.fails("service", "show", a)
     assert missing.stderr == f'error: service "{a}" not found\n'
     assert [s["name"] for s in json.loads(unlocked.ok("service", "list", "--json").stdout)] == [b]
@@ -226,7 +226,7 @@ def test_service_add_from_file(unlocked: Cli, secrets: SecretRegistry, tmp_path:
     name = unique("cli-file")
     path = tmp_path / "svc.json"
     path.write_text(bearer_json(name, secrets.new("cli-file-secret")))
-    assert unlocked.ok("service", "add", f"@{path}").stdout == f'Service "{name}" saved\n'
+    assert unlocked.ok("service", "add", f"@{path}").stdout == "Service added.\n"
     assert json.loads(unlocked.ok("service", "show", name).stdout)["auth_type"] == "bearer"
 
     bare = unlocked.fails("service", "add", str(path))  # a path without @ is not JSON: say how to read it
@@ -245,16 +245,18 @@ def test_file_round_trip(unlocked: Cli, tmp_path: Path) -> None:
     src = tmp_path / "src.bin"
     src.write_bytes(data)
 
-    assert unlocked.ok("file", "list").stdout == "No files.\n"
+    assert unlocked.ok("file", "list").stdout == "No files stored.\n"
     uploaded = unlocked.ok("file", "upload", name, str(src))
-    assert uploaded.stdout == f'File "{name}" uploaded ({len(data)} bytes)\n'
-    assert name in unlocked.ok("file", "list").stdout
+    assert uploaded.stdout == f'File "{name}" uploaded.\n'
+    assert unlocked.ok("file", "list").stdout == f"  {name:<30} application/octet-stream ({len(data)} bytes)\n"
     assert json.loads(unlocked.ok("file", "list", "--json").stdout) == [
         {"name": name, "mime_type": "application/octet-stream", "size": len(data)}
     ]
 
     out = tmp_path / "out.bin"
-    assert unlocked.ok("file", "download", name, str(out)).returncode == 0
+    assert (
+        unlocked.ok("file", "download", name, str(out)).stdout == f'File "{name}" saved to {out} ({len(data)} bytes)\n'
+    )
     assert out.read_bytes() == data
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
@@ -264,12 +266,12 @@ def test_file_round_trip(unlocked: Cli, tmp_path: Path) -> None:
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     default = unlocked.run_bytes("file", "download", name, cwd=workdir)
-    assert default.returncode == 0 and default.stdout == b""
+    assert default.returncode == 0 and default.stdout == f'File "{name}" saved to {name} ({len(data)} bytes)\n'.encode()
     assert (workdir / name).read_bytes() == data
 
-    assert unlocked.ok("file", "delete", name).stdout == f'File "{name}" deleted\n'
+    assert unlocked.ok("file", "delete", name).stdout == "File deleted.\n"
     assert unlocked.fails("file", "download", name, str(out)).stderr == f'error: file "{name}" not found\n'
-    assert unlocked.ok("file", "list").stdout == "No files.\n"
+    assert unlocked.ok("file", "list").stdout == "No files stored.\n"
 
 
 # --------------------------------------------------------------------------- tokens
@@ -302,7 +304,7 @@ def test_restricted_token_and_revoke(unlocked: Cli, secrets: SecretRegistry) -> 
     assert unlocked.fails("token", "revoke", token[:4]).stderr == (
         "error: token prefix must be at least 8 characters\n"
     )
-    assert unlocked.ok("token", "revoke", mine[0]["id_prefix"]).stdout == "Token revoked\n"
+    assert unlocked.ok("token", "revoke", mine[0]["id_prefix"]).stdout == "Token revoked.\n"
     revoked = unlocked.fails("service", "list", env=as_agent)
     assert revoked.stderr == "error: invalid token (run 'vault-cli unlock' or set VAULT_TOKEN)\n"
     unlocked.session_file.unlink()  # the vault stays unlocked, the CLI has no token
@@ -315,7 +317,7 @@ def test_token_create_admin_for_scripts(unlocked: Cli) -> None:
     assert HEX64.match(token)
     unlocked.admin_tokens.add(token)  # must not show up anywhere after this
     unlocked.outputs.pop()  # ... except in the output of the command that created it
-    assert unlocked.ok("file", "list", env={"VAULT_TOKEN": token}).stdout == "No files.\n"
+    assert unlocked.ok("file", "list", env={"VAULT_TOKEN": token}).stdout == "No files stored.\n"
 
 
 # --------------------------------------------------------------------------- proxy
@@ -420,10 +422,10 @@ def test_unix_socket_address(secrets: SecretRegistry) -> None:
             return subprocess.run([sys.executable, "-m", "vault_proxy.cli", *args], input=stdin, env=run_env,
                                   capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
-        assert run("health").stdout == f"vault-server at unix:{sock}: locked\n"
+        assert run("health").stdout == "vault: locked\n"
         password = secrets.new("cli-master-pw")
         assert run("unlock", "--password-stdin", stdin=password + "\n").returncode == 0
-        assert run("service", "list").stdout == "No services.\n"
+        assert run("service", "list").stdout == "No services configured.\n"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -436,4 +438,5 @@ def test_unix_socket_address(secrets: SecretRegistry) -> None:
     refused = subprocess.run([sys.executable, "-m", "vault_proxy.cli", "health"], env=run_env,
                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert refused.returncode == 1
-    assert refused.stderr == f"error: cannot reach vault-server at unix:{sock} {START_HINT}\n"
+    assert refused.stdout == ""
+    assert refused.stderr == f"vault-server unreachable: unix:{sock}: No such file or directory {START_HINT}\n"

@@ -97,11 +97,11 @@ def test_cli_reaches_each_listener(start_server, secrets):
     sock = make_temp_dir() / "op.sock"
     server = start_server("--listen", f"unix:{sock}")
     addr = f"unix:{sock}"
-    assert cli(server, addr, "health").stdout == f"vault-server at {addr}: locked\n"
+    assert cli(server, addr, "health").stdout == "vault: locked\n"
     password = secrets.new("cli-listener-pw")
     assert cli(server, addr, "unlock", "--password-stdin", stdin=password + "\n").returncode == 0
-    assert cli(server, addr, "health").stdout == f"vault-server at {addr}: unlocked\n"
-    assert cli(server, server.addr, "health").stdout == f"vault-server at {server.addr}: unlocked\n"
+    assert cli(server, addr, "health").stdout == "vault: unlocked\n"
+    assert cli(server, server.addr, "health").stdout == "vault: unlocked\n"
 
 
 def test_socket_is_removed_on_shutdown_and_reused_after_a_crash(start_server):

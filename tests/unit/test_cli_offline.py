@@ -54,7 +54,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 # --------------------------------------------------------------------------- unreachable server
 
 
-@pytest.mark.parametrize("args", [("health",), ("service", "list"), ("token", "create", "proxy")])
+@pytest.mark.parametrize("args", [("service", "list"), ("token", "create", "proxy"), ("lock",)])
 def test_unreachable_server_message_and_exit_code(tmp_path: Path, args: tuple[str, ...]) -> None:
     addr = f"http://127.0.0.1:{closed_port()}"
     result = run_cli(*args, addr=addr, home=tmp_path)
@@ -63,11 +63,21 @@ def test_unreachable_server_message_and_exit_code(tmp_path: Path, args: tuple[st
     assert result.stderr == f"error: cannot reach vault-server at {addr} {START_MESSAGE}\n"
 
 
+def test_health_unreachable_says_so_as_the_go_tool(tmp_path: Path) -> None:
+    """SPEC §14: ``vault-server unreachable: <err>`` on stderr, exit 1, nothing on stdout."""
+    addr = f"http://127.0.0.1:{closed_port()}"
+    for extra in ((), ("--json",)):
+        result = run_cli("health", *extra, addr=addr, home=tmp_path)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert result.stderr == f"vault-server unreachable: {addr}: Connection refused {START_MESSAGE}\n"
+
+
 def test_unreachable_unix_socket(tmp_path: Path) -> None:
     sock = tmp_path / "missing.sock"
     result = run_cli("health", addr=f"unix:{sock}", home=tmp_path)
     assert result.returncode == 1
-    assert result.stderr == f"error: cannot reach vault-server at unix:{sock} {START_MESSAGE}\n"
+    assert result.stderr == f"vault-server unreachable: unix:{sock}: No such file or directory {START_MESSAGE}\n"
 
 
 def test_insecure_address_refused_before_any_request(tmp_path: Path) -> None:

@@ -8,34 +8,45 @@ import sys
 import click
 
 from vault_proxy.cli.common import (
+    START_HINT,
     App,
     expires_text,
     fail,
     master_password,
     note,
     pass_app,
-    print_json,
     read_secret_line,
 )
-from vault_proxy.client.errors import VaultConnectionError, VaultError
+from vault_proxy.client.errors import VaultAddressError, VaultConnectionError, VaultError
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Accepted; the output stays the same.")
 @pass_app
 def health(app: App, as_json: bool) -> None:
-    """Show whether the server is reachable and the vault locked or unlocked.
+    """Print 'vault: locked' or 'vault: unlocked' (the Go tool's text, which scripts parse).
+
+    An unreachable server prints 'vault-server unreachable: <reason>' on stderr and exits 1.
 
     \b
     Example:
       vault-cli health
     """
     client = app.client()
-    status = client.health()
-    if as_json:
-        print_json(status)
-        return
-    click.echo(f"vault-server at {client.addr}: {status.get('status', 'unknown')}")
+    try:
+        status = client.health()
+    except VaultAddressError:
+        raise
+    except VaultConnectionError as exc:
+        reason = f"{exc.addr}: {exc.reason}" if exc.reason else exc.addr
+        click.echo(f"vault-server unreachable: {reason} ({START_HINT})", err=True)
+        raise click.exceptions.Exit(1) from None
+    except VaultError as exc:
+        if exc.status_code != 0:
+            raise
+        click.echo(f"vault-server unreachable: {exc.message}", err=True)
+        raise click.exceptions.Exit(1) from None
+    click.echo(f"vault: {status.get('status', 'unknown')}")
 
 
 @click.command()
@@ -56,8 +67,8 @@ def unlock(app: App, password_stdin: bool) -> None:
     password = master_password(password_stdin)
     token = app.client().unlock(password)
     path = write_session_token(token["id"])
-    click.echo(f"Vault unlocked. Token saved to {path}")
-    click.echo(f"Token expires at {expires_text(token.get('expires_at'))}")
+    click.echo("Vault unlocked. Session saved.")
+    note(f"Admin token saved to {path}, expires at {expires_text(token.get('expires_at'))}")
     if os.environ.get("VAULT_TOKEN"):
         note("note: VAULT_TOKEN is set and takes precedence over the session file")
 
@@ -84,7 +95,8 @@ def lock(app: App) -> None:
         if client.health().get("status") != "locked":
             raise
         remove_session()
-        click.echo("Vault is already locked.")
+        note("(the vault was already locked)")
+        click.echo("Vault locked.")
         return
     remove_session()
     click.echo("Vault locked.")

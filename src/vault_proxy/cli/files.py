@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vault_proxy.cli.common import App, fail, note, pass_app, print_json, print_table
+from vault_proxy.cli.common import App, fail, note, pass_app, print_json
 from vault_proxy.cli.completion import complete_file
 
 
@@ -35,7 +35,8 @@ def upload(app: App, name: str, path: Path, mime_type: str | None) -> None:
       vault-cli file upload deploy-key ~/.ssh/id_ed25519
     """
     info = app.client().upload_file(name, path.read_bytes(), mime_type)
-    click.echo(f'File "{info.get("name", name)}" uploaded ({info.get("size", "?")} bytes)')
+    click.echo(f'File "{info.get("name", name)}" uploaded.')
+    note(f"({info.get('size', '?')} bytes, {info.get('mime_type') or 'unknown type'})")
 
 
 @file.command("list")
@@ -52,9 +53,15 @@ def list_(app: App, as_json: bool) -> None:
     if as_json:
         print_json(items)
     elif not items:
-        click.echo("No files.")
+        click.echo("No files stored.")
     else:
-        print_table(("NAME", "TYPE", "SIZE"), ((f.get("name"), f.get("mime_type"), f.get("size")) for f in items))
+        for item in items:
+            click.echo(file_line(item))
+
+
+def file_line(item: dict) -> str:
+    """One row of 'file list', as the Go tool prints it: ``  NAME(30) MIME_TYPE (SIZE bytes)``."""
+    return f"  {item.get('name', ''):<30} {item.get('mime_type') or ''} ({item.get('size', 0)} bytes)"
 
 
 @file.command()
@@ -82,7 +89,7 @@ def download(app: App, name: str, out: str | None) -> None:
             fail(f'cannot save "{name}" under its own name here: give an output path')
         out = name
     write_private(Path(out), data)
-    note(f'File "{name}" saved to {out} ({len(data)} bytes)')
+    click.echo(f'File "{name}" saved to {out} ({len(data)} bytes)')
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -103,4 +110,4 @@ def delete(app: App, name: str) -> None:
       vault-cli file delete old-key
     """
     app.client().delete_file(name)
-    click.echo(f'File "{name}" deleted')
+    click.echo("File deleted.")

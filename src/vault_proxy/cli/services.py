@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vault_proxy.cli.common import App, fail, pass_app, print_json, print_table, read_stdin_text
+from vault_proxy.cli.common import App, fail, note, pass_app, print_json, read_stdin_text
 from vault_proxy.cli.completion import complete_service
 
 
@@ -36,12 +36,15 @@ def list_(app: App, as_json: bool) -> None:
     if as_json:
         print_json(items)
     elif not items:
-        click.echo("No services.")
+        click.echo("No services configured.")
     else:
-        print_table(
-            ("NAME", "AUTH", "BASE URL"),
-            ((s.get("name"), s.get("auth_type"), s.get("base_url")) for s in items),
-        )
+        for item in items:
+            click.echo(service_line(item))
+
+
+def service_line(item: dict) -> str:
+    """One row of 'service list', as the Go tool prints it: ``  NAME(20) BASE_URL (AUTH_TYPE)``."""
+    return f"  {item.get('name', ''):<20} {item.get('base_url') or ''} ({item.get('auth_type') or ''})"
 
 
 @service.command()
@@ -71,7 +74,8 @@ def add(app: App, service_json: str | None) -> None:
     if not isinstance(body, dict):
         fail("invalid service JSON: expected an object")
     info = app.client().add_service(body)
-    click.echo(f'Service "{info.get("name", body.get("name"))}" saved')
+    click.echo("Service added.")
+    note(f'service "{info.get("name", body.get("name"))}" saved')
 
 
 def _service_text(argument: str | None) -> str:
@@ -109,4 +113,4 @@ def remove(app: App, name: str) -> None:
       vault-cli service remove github
     """
     app.client().remove_service(name)
-    click.echo(f'Service "{name}" removed')
+    click.echo("Service removed.")

@@ -84,4 +84,4 @@ def revoke(app: App, token_id: str) -> None:
       vault-cli token revoke 3f9c2a1b7e4d
     """
     app.client().revoke_token(token_id)
-    click.echo("Token revoked")
+    click.echo("Token revoked.")
