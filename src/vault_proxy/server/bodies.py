@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
+from ..vault.validation import describe
 from .errors import BadRequest, PayloadTooLarge
+
+Model = TypeVar("Model", bound=BaseModel)
 
 MAX_JSON_BYTES = 1024 * 1024
 
@@ -33,6 +37,14 @@ async def read_json_object(request: web.Request, *, allow_empty: bool = False) -
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
     return value
+
+
+def parse_body(model: type[Model], body: dict[str, Any]) -> Model:
+    """A JSON object as a request model, type-strict (SPEC §3); 400 naming the first bad or missing field."""
+    try:
+        return model.model_validate(body, strict=True)
+    except ValidationError as exc:
+        raise BadRequest(describe(exc)) from None
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes:

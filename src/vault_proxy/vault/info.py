@@ -76,3 +76,20 @@ def service_info(service: Service, extra: dict[str, Any] | None = None) -> dict[
     if extra:
         info.update(extra)
     return info
+
+
+def unreadable_info(name: str, stored: Any, reason: str) -> dict[str, Any]:
+    """What is shown of a vault-file entry that cannot be read: its name, type, base_url and why.
+
+    Only fields known to be non-secret are copied from the stored entry, and only when they are strings;
+    ``auth_type`` is ``"unknown"`` when the entry names no type we know.
+    """
+    stored = stored if isinstance(stored, dict) else {}
+    base_url, auth = stored.get("base_url"), stored.get("auth")
+    kind = auth.get("type") if isinstance(auth, dict) else None
+    info: dict[str, Any] = {"name": name}
+    if isinstance(base_url, str) and base_url:
+        info["base_url"] = base_url
+    info["auth_type"] = kind if kind in _PUBLIC_FIELDS else "unknown"
+    info["error"] = reason
+    return info

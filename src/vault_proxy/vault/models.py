@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -34,6 +36,21 @@ def validate_service_name(name: Any) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def normalise_expiry(value: Any) -> Any:
+    """``expires_at`` as stored: an RFC 3339 string. Unix seconds (what the Go tool writes) become one."""
+    if isinstance(value, bool):
+        raise ValueError("expires_at must be unix seconds or an RFC 3339 time")
+    if isinstance(value, int | float):
+        try:
+            if not math.isfinite(value):
+                raise ValueError
+            moment = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("expires_at must be unix seconds or an RFC 3339 time") from None
+        return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return value
 
 
 class _Auth(BaseModel):
@@ -92,6 +109,11 @@ class OAuth2ClientAuth(_Auth):
     access_token: Secret | None = None
     expires_at: str = ""
 
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _check_expiry(cls, value: Any) -> Any:
+        return normalise_expiry(value)
+
     @model_validator(mode="after")
     def _check_source(self) -> OAuth2ClientAuth:
         if self.client_secret_file or self.token_file:
@@ -115,6 +137,11 @@ class ServiceAccountAuth(_Auth):
     sa_subject: str = ""
     access_token: Secret | None = None
     expires_at: str = ""
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _check_expiry(cls, value: Any) -> Any:
+        return normalise_expiry(value)
 
     @field_validator("sa_token_url")
     @classmethod

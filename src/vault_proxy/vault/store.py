@@ -21,6 +21,7 @@ from . import fileformat
 from .fileformat import KeyMaterial
 from .models import Service
 from .persistence import atomic_write, backup_path, ensure_private_dir
+from .validation import ServiceValidationError, parse_stored_service
 
 log = logging.getLogger(__name__)
 VAULT_FILE = "vault.enc"
@@ -65,14 +66,16 @@ class _State:
     # large vault and change rarely, so a service write re-encodes neither.
     service_json: dict[str, bytes] = field(default_factory=dict)
     files_section: bytes | None = None
-    # Entries we could not parse (e.g. from a newer or older tool) are kept verbatim, never dropped.
+    # Entries we could not parse (e.g. from a newer or older tool) are kept verbatim, never dropped,
+    # and listed with the reason until they are replaced or removed (SPEC §8).
     unparsed_services: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    unreadable_reasons: dict[str, str] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
             dict(self.services), dict(self.files), dict(self.service_json), self.files_section,
-            dict(self.unparsed_services), dict(self.extras),
+            dict(self.unparsed_services), dict(self.extras), dict(self.unreadable_reasons),
         )  # fmt: skip
 
     def plaintext_parts(self) -> list[bytes]:
@@ -91,11 +94,13 @@ class _State:
         self.services[service.name] = service
         self.service_json[service.name] = _entry(service.name, service.stored_dict())
         self.unparsed_services.pop(service.name, None)
+        self.unreadable_reasons.pop(service.name, None)
 
     def drop_service(self, name: str) -> None:
         self.services.pop(name, None)
         self.service_json.pop(name, None)
         self.unparsed_services.pop(name, None)
+        self.unreadable_reasons.pop(name, None)
 
     def set_file(self, stored: StoredFile) -> None:
         self.files[stored.name] = stored
@@ -132,10 +137,19 @@ def parse_plaintext(plaintext: bytes) -> _State:
         raise CorruptVaultError("vault content: services and files must be JSON objects")
     for name, raw in services.items():
         try:
-            state.set_service(Service.model_validate(raw))
-        except ValueError:
-            log.warning("service %r in the vault file does not validate; kept as stored, unusable", name)
+            if isinstance(raw, dict) and "name" not in raw:
+                raw = {**raw, "name": name}
+            service = parse_stored_service(raw)
+            if service.name != name:
+                raise ServiceValidationError(f"name {service.name!r} differs from its key in the vault file")
+            state.set_service(service)
+        except ServiceValidationError as exc:
+            log.warning(
+                "service %r in the vault file cannot be read (%s): kept as stored and listed with this error "
+                "until it is replaced or removed", name, exc,
+            )  # fmt: skip
             state.unparsed_services[name] = raw
+            state.unreadable_reasons[name] = str(exc)
     for name, raw in files.items():
         data_b64 = (raw.get("data") or "") if isinstance(raw, dict) else None
         mime_type = (raw.get("mime_type") or "application/octet-stream") if isinstance(raw, dict) else None
@@ -175,6 +189,13 @@ class VaultStore:
     def services(self) -> dict[str, Service]:
         self._require_unlocked()
         return self._state.services
+
+    @property
+    def unreadable(self) -> dict[str, tuple[Any, str]]:
+        """Service entries of the vault file that cannot be read: name -> (entry as stored, reason)."""
+        self._require_unlocked()
+        state = self._state
+        return {name: (state.unparsed_services[name], reason) for name, reason in state.unreadable_reasons.items()}
 
     @property
     def files(self) -> dict[str, StoredFile]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...lockout import UnlockThrottled
 from ...vault.fileformat import VaultFormatError, WrongPasswordError
 from ...vault.store import CorruptVaultError, PasswordTooShortError
-from ..bodies import json_response, read_json_object
+from ..bodies import json_response, parse_body, read_json_object
 from ..context import AppContext, ctx
 from ..errors import BadRequest, TooManyRequests, Unauthorized
 from ..request_keys import TOKEN
@@ -28,11 +29,18 @@ RESAVE_HINT = (
 )
 
 
-def _password(body: dict, field: str) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"{field} is required")
-    return value
+Password = Field(min_length=1)
+
+
+class UnlockRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    password: str = Password
+
+
+class PasswdRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    current_password: str = Password
+    new_password: str = Password
 
 
 def _check_throttle(context: AppContext, listener: str) -> None:
@@ -72,7 +80,7 @@ async def _checked(context: AppContext, listener: str, attempt) -> None:
 async def unlock(request: web.Request) -> web.Response:
     context = ctx(request)
     listener = context.listener_of(request)  # before the body: the transport may be gone after it
-    password = _password(await read_json_object(request), "password")
+    password = parse_body(UnlockRequest, await read_json_object(request)).password
     created: list[bool] = []
 
     async def attempt() -> None:
@@ -97,8 +105,8 @@ async def lock(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     context = ctx(request)
     listener = context.listener_of(request)
-    body = await read_json_object(request)
-    current, new = _password(body, "current_password"), _password(body, "new_password")
+    body = parse_body(PasswdRequest, await read_json_object(request))
+    current, new = body.current_password, body.new_password
 
     async def attempt() -> None:
         await context.store.change_password(current, new)

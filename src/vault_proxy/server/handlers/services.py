@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ...vault.info import service_info
+from ...vault.info import service_info, unreadable_info
 from ...vault.models import Service, validate_service_name
 from ...vault.validation import ServiceValidationError, parse_service
 from ..bodies import json_response, read_json_object
@@ -23,6 +23,14 @@ def visible_service(request: web.Request, name: str) -> Service:
     return service
 
 
+def _unreadable(request: web.Request, name: str) -> dict | None:
+    """The listing of a vault-file entry that cannot be read, if ``name`` is one the caller may see."""
+    entry = ctx(request).store.unreadable.get(name)
+    if entry is None or not request[TOKEN].may_use(name):
+        return None
+    return unreadable_info(name, *entry)
+
+
 def _info(context: AppContext, service: Service) -> dict:
     """ServiceInfo plus runtime facts (an SSH service's live connection)."""
     extra = {"ssh_connected": context.ssh.connected(service.name)} if service.auth.type == "ssh_key" else None
@@ -32,14 +40,20 @@ def _info(context: AppContext, service: Service) -> dict:
 @endpoint("service.list", "proxy")
 async def list_services(request: web.Request) -> web.Response:
     record = request[TOKEN]
-    services = ctx(request).store.services
     context = ctx(request)
-    return json_response([_info(context, services[n]) for n in sorted(services) if record.may_use(n)])
+    services, unreadable = context.store.services, context.store.unreadable
+    listed = [_info(context, services[n]) for n in services if record.may_use(n)]
+    listed += [info for n in unreadable if (info := _unreadable(request, n)) is not None]
+    return json_response(sorted(listed, key=lambda info: info["name"]))
 
 
 @endpoint("service.get", "proxy")
 async def get_service(request: web.Request) -> web.Response:
-    return json_response(_info(ctx(request), visible_service(request, request.match_info["name"])))
+    name = request.match_info["name"]
+    unreadable = _unreadable(request, name)
+    if unreadable is not None:
+        return json_response(unreadable)
+    return json_response(_info(ctx(request), visible_service(request, name)))
 
 
 async def _upsert(request: web.Request, path_name: str | None) -> Service:
@@ -76,7 +90,8 @@ async def update_service(request: web.Request) -> web.Response:
 @endpoint("service.delete", "admin")
 async def delete_service(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    visible_service(request, name)
+    if _unreadable(request, name) is None:
+        visible_service(request, name)
     context = ctx(request)
     await context.store.delete_service(name)
     context.forget_service(name)

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from ...durations import parse_duration
-from ...tokens import SCOPES, AmbiguousPrefixError, TokenNotFoundError
+from ...tokens import AmbiguousPrefixError, TokenNotFoundError
 from ...vault.models import validate_service_name
-from ..bodies import json_response, read_json_object
+from ..bodies import json_response, parse_body, read_json_object
 from ..context import ctx
 from ..errors import BadRequest, NotFound
 from ..routing import endpoint
 
 MAX_TOKEN_NAME = 128
 MAX_TTL_SECONDS = 366 * 86400
+
+
+class TokenRequest(BaseModel):
+    """``POST /tokens`` body (SPEC §5): ``scope`` is required; the rest restricts the token."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    scope: Literal["admin", "proxy"]
+    ttl: str | int | float | None = None
+    services: list[str] | None = None
+    name: str | None = None
 
 
 @endpoint("token.list", "admin")
@@ -24,24 +38,19 @@ async def list_tokens(request: web.Request) -> web.Response:
 @endpoint("token.create", "admin")
 async def create_token(request: web.Request) -> web.Response:
     context = ctx(request)
-    body = await read_json_object(request, allow_empty=True)
-    scope = body.get("scope", "proxy")
-    if scope not in SCOPES:
-        raise BadRequest(f"scope must be one of: {', '.join(SCOPES)}")
-    ttl = _ttl(body.get("ttl"))
-    services = _services(body.get("services"), scope)
-    name = body.get("name") or ""
-    if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME or not name.isprintable():
+    body = parse_body(TokenRequest, await read_json_object(request, allow_empty=True))
+    ttl = _ttl(body.ttl)
+    services = _services(body.services, body.scope)
+    name = body.name or ""
+    if len(name) > MAX_TOKEN_NAME or not name.isprintable():
         raise BadRequest(f"name must be a printable string of at most {MAX_TOKEN_NAME} characters")
-    token, record = context.tokens.mint(scope, ttl=ttl, services=services, name=name)
+    token, record = context.tokens.mint(body.scope, ttl=ttl, services=services, name=name)
     return json_response(context.tokens.token_object(token, record), status=201)
 
 
-def _ttl(value: object) -> float | None:
+def _ttl(value: str | float | None) -> float | None:
     if value in (None, ""):
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BadRequest("ttl must be a duration such as 90m, 2h or 7d")
     try:
         seconds = parse_duration(value) if isinstance(value, str) else float(value)
     except ValueError as exc:
@@ -51,12 +60,12 @@ def _ttl(value: object) -> float | None:
     return seconds
 
 
-def _services(value: object, scope: str) -> list[str] | None:
+def _services(value: list[str] | None, scope: str) -> list[str] | None:
     if value is None:
         return None
     if scope != "proxy":
         raise BadRequest("services can only restrict a proxy token")
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+    if not value:
         raise BadRequest("services must be a non-empty list of service names")
     try:
         return sorted({validate_service_name(v) for v in value})
