@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 from urllib.parse import unquote
 
 from yarl import URL
@@ -26,10 +27,12 @@ class DestinationRefused(ValueError):
     """The caller's request target cannot be mapped under the service's base URL (a 400)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
+    """scheme, host (lower-case; IPv6 without brackets) and port. A tuple, so that hashing it (the
+    upstream pool keys on it several times per call) stays in C."""
+
     scheme: str
-    host: str  # lower-case; IPv6 without brackets
+    host: str
     port: int
 
     @classmethod
@@ -61,6 +64,16 @@ class Destination:
     def __post_init__(self) -> None:
         if not self.target.startswith("/"):
             raise DestinationRefused("the upstream request target must be origin-form")
+
+    @cached_property
+    def request_line_tail(self) -> str:
+        """What follows the method in the request head: `` target HTTP/1.1`` and the ``Host`` line."""
+        return f" {self.target} HTTP/1.1\r\nHost: {self.origin.authority}\r\n"
+
+    @cached_property
+    def origin_text(self) -> str:
+        """``scheme://host:port``, as the audit line records the origin dialled."""
+        return str(self.origin)
 
     @cached_property
     def url(self) -> URL:

@@ -36,19 +36,21 @@ class _Exchange:
     """``async with pool.open(...) as response``: the connection goes back to the pool only when the
     response was read to its end, the request body was sent whole and the upstream keeps it alive."""
 
-    def __init__(self, pool: LeanUpstream, key: tuple[Any, ...], request: Callable[[], Any]) -> None:
-        self._pool = pool
-        self._key = key
+    def __init__(self, host: _Host, request: Callable[[], Any]) -> None:
+        self._host = host
         self._request = request
         self._conn: Connection | None = None
         self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
-        self._pool.begin(self._key)
+        host = self._host
+        host.busy += 1
+        if host.busy > host.peak:
+            host.peak = min(host.busy, MAX_IDLE_CAP)
         try:
             self._conn, self._writer, response = await self._request()
         except BaseException:
-            self._pool.done(self._key)
+            host.busy -= 1
             raise
         return response
 
@@ -59,17 +61,49 @@ class _Exchange:
         writer_done = writer is None or (writer.done() and not writer.cancelled() and writer.exception() is None)
         if writer is not None and not writer.done():
             writer.cancel()
-        self._pool.done(self._key)
+        self._host.busy -= 1
         conn.detach()  # the relay is done with the response: no response <-> connection cycle is left
         if exc_type is None and writer_done and conn.complete and conn.reusable and not conn.closed:
-            self._pool.release(self._key, conn)
+            self._host.release(conn)
         else:
             conn.close()
         self._conn = self._writer = None
 
 
+class _Host:
+    """One origin and TLS mode: its idle connections, the exchanges in flight and the most seen at once.
+    The idle list keeps up to that peak, so 100 steady callers do not close and redial a TLS connection
+    every few requests (issue #16)."""
+
+    __slots__ = ("idle", "busy", "peak")
+
+    def __init__(self) -> None:
+        self.idle: list[Connection] = []
+        self.busy = 0
+        self.peak = 0
+
+    def take_idle(self) -> Connection | None:
+        idle = self.idle
+        if not idle:
+            return None
+        oldest_ok = asyncio.get_running_loop().time() - IDLE_REUSE
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.idle_since >= oldest_ok:
+                return conn
+            conn.close()
+        return None
+
+    def release(self, conn: Connection) -> None:
+        if len(self.idle) >= max(MAX_IDLE_PER_HOST, self.peak):
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        self.idle.append(conn)
+
+
 class LeanUpstream:
-    """The pool: idle keep-alive connections per (scheme, host, port, TLS mode)."""
+    """The pool: a ``_Host`` per (origin, TLS mode)."""
 
     def __init__(
         self,
@@ -84,11 +118,7 @@ class LeanUpstream:
         self._insecure_tls = insecure_tls()
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
-        self._idle: dict[tuple[Any, ...], list[Connection]] = {}
-        # Exchanges in flight per origin, and the most seen at once: the idle pool keeps that many, so
-        # 100 steady callers do not close and redial a TLS connection every few requests (issue #16).
-        self._busy: dict[tuple[Any, ...], int] = {}
-        self._peak: dict[tuple[Any, ...], int] = {}
+        self._hosts: dict[tuple[Origin, bool], _Host] = {}
 
     def open(
         self,
@@ -100,13 +130,16 @@ class LeanUpstream:
     ) -> _Exchange:
         """One exchange with ``destination.origin`` (the only place dialled) for ``destination.target``."""
         origin = destination.origin
-        key = (origin, homelab)
+        host = self._hosts.get((origin, homelab))
+        if host is None:
+            host = self._hosts[(origin, homelab)] = _Host()
 
         async def request() -> tuple[Connection, asyncio.Task[None] | None, UpstreamResponse]:
             chunked = body is not None and "Content-Length" not in headers
             head = _request_head(method, destination, headers, chunked=chunked)
             for attempt in (1, 2):
-                conn, reused = self._idle_connection(key)
+                conn = host.take_idle()
+                reused = conn is not None
                 if conn is None:
                     conn = await self._connect(origin, homelab)
                 conn.begin_exchange(head_request=method == "HEAD")
@@ -136,39 +169,7 @@ class LeanUpstream:
                 return conn, writer, response
             raise AssertionError("unreachable")
 
-        return _Exchange(self, key, request)
-
-    def _idle_connection(self, key: tuple[Any, ...]) -> tuple[Connection | None, bool]:
-        idle = self._idle.get(key)
-        if not idle:
-            return None, False
-        oldest_ok = asyncio.get_running_loop().time() - IDLE_REUSE
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and conn.idle_since >= oldest_ok:
-                return conn, True
-            conn.close()
-        return None, False
-
-    def begin(self, key: tuple[Any, ...]) -> None:
-        busy = self._busy[key] = self._busy.get(key, 0) + 1
-        if busy > self._peak.get(key, 0):
-            self._peak[key] = min(busy, MAX_IDLE_CAP)
-
-    def done(self, key: tuple[Any, ...]) -> None:
-        busy = self._busy.get(key, 0) - 1
-        if busy > 0:
-            self._busy[key] = busy
-        else:
-            self._busy.pop(key, None)
-
-    def release(self, key: tuple[Any, ...], conn: Connection) -> None:
-        idle = self._idle.setdefault(key, [])
-        if len(idle) >= max(MAX_IDLE_PER_HOST, self._peak.get(key, 0)):
-            conn.close()
-            return
-        conn.idle_since = asyncio.get_running_loop().time()
-        idle.append(conn)
+        return _Exchange(host, request)
 
     async def _connect(self, origin: Origin, homelab: bool) -> Connection:
         loop = asyncio.get_running_loop()
@@ -184,10 +185,11 @@ class LeanUpstream:
         return conn
 
     async def close(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
+        for host in self._hosts.values():
+            for conn in host.idle:
                 conn.close()
-        self._idle.clear()
+            host.idle.clear()
+        self._hosts.clear()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -197,13 +199,13 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 
 
 def _request_head(method: str, destination: Destination, headers: CIMultiDict[str], *, chunked: bool) -> bytes:
-    lines = [f"{method} {destination.target} HTTP/1.1\r\nHost: {destination.origin.authority}\r\n"]
+    lines = [method, destination.request_line_tail]  # the tail holds two line breaks, the method none
     lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
     if chunked:
         lines.append("Transfer-Encoding: chunked\r\n")
     lines.append("\r\n")
     head = "".join(lines)
-    if head.count("\n") != len(lines) + 1 or head.count("\r") != len(lines) + 1:
+    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
         raise UpstreamProtocolError("a request header contains a line break")
     return head.encode("utf-8", "surrogateescape")
 

@@ -82,8 +82,12 @@ def body_codings(headers: Mapping[str, str]) -> str:
     ``identity``), then the transfer codings other than ``chunked`` (the HTTP parser undoes chunked
     only; ``Transfer-Encoding: gzip, chunked`` leaves a gzip body). ``''`` when the body is as sent.
     """
-    codings = [c for value in headers.getall("Content-Encoding", ()) for c in _codings(value)]  # type: ignore[attr-defined]
-    if "Transfer-Encoding" in headers:
+    encodings = headers.getall("Content-Encoding", ())  # type: ignore[attr-defined]
+    transfer = headers.get("Transfer-Encoding")
+    if not encodings and (transfer is None or transfer.lower() == "chunked"):
+        return ""  # the usual case, decided in two lookups
+    codings = [c for value in encodings for c in _codings(value)]
+    if transfer is not None:
         transfer = [c for value in headers.getall("Transfer-Encoding", ()) for c in _codings(value)]  # type: ignore[attr-defined]
         codings += [c for c in transfer if c != "chunked"]
     return ", ".join(codings)

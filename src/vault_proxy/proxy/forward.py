@@ -75,7 +75,7 @@ async def forward(
 ) -> web.StreamResponse:
     destination = plan.destination
     origin = destination.origin
-    stats.origin = str(origin)
+    stats.origin = destination.origin_text
     if origin.scheme != "https" and not plan.homelab:
         raise PlainHttpRefused()
     if request.content_length is not None and request.content_length > plan.max_request_bytes:

@@ -47,6 +47,7 @@ _REQUEST_DROP_FOR = {
 # authenticated the call: a client configured with both would otherwise hand one to the upstream.
 _TOKEN_CARRIERS = ("Authorization", "x-api-key")
 _VAULT_TOKEN = re.compile(r"[0-9a-f]{64}")
+_OTHER_CARRIERS = {"Authorization": ("x-api-key",), "x-api-key": ("Authorization",)}
 
 
 def upstream_request_headers(
@@ -73,7 +74,7 @@ def upstream_request_headers(
             if (low := name.lower()) not in drop and low[:8] != "x-vault-"
         ]
     )
-    for name in _TOKEN_CARRIERS:  # a second vault token in the other carrier (a client that sets both)
+    for name in _OTHER_CARRIERS.get(token_header, _TOKEN_CARRIERS):  # a second token in the other carrier
         value = out.get(name)
         if value is not None and _VAULT_TOKEN.fullmatch(value.removeprefix("Bearer ").strip()):
             del out[name]
