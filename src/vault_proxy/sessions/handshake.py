@@ -70,6 +70,8 @@ async def run_upstream(machine: UpstreamLogin, stream: Stream, tls: Tls | None, 
                 raise SessionError(action.error)
             if action.done:
                 if machine.trailing:  # read past the last reply: hand it back for the splice
+                    if stream[0].at_eof():  # nothing can follow it: the upstream already hung up
+                        raise SessionError(f"{machine.proto} upstream closed the connection after the login")
                     stream[0].feed_data(machine.trailing)
                 return stream
             if action.work is not None:
