@@ -7,13 +7,11 @@ mask (see ``driver``).
 
 from __future__ import annotations
 
-import asyncio
-
 from ..redaction import SecretSet
 from ..vault.models import RedisAuth
 from ..vault.secret import reveal
 from .dial import Stream
-from .errors import SessionError
+from .handshake import MAX_REPLY, Action, run_upstream
 from .listener import Driver
 from .masking import ReplyMask
 from .redis_filter import RedisFilter
@@ -23,32 +21,61 @@ from .redis_wire import encode
 TIMEOUT = 10.0
 
 
-async def _reply_line(reader: asyncio.StreamReader) -> bytes:
-    line = await asyncio.wait_for(reader.readline(), TIMEOUT)
-    if not line.endswith(b"\r\n"):
-        raise SessionError("redis auth failed: the server closed the connection")
-    return line[:-2]
+class RedisLogin:
+    """AUTH (with the ACL user when set), then SELECT, one command at a time, each answer checked.
 
+    A reply is one RESP line: ``+OK`` goes on, anything else fails naming the step, with every form
+    of the service's secrets masked out of the server's words.
+    """
 
-async def login(stream: Stream, auth: RedisAuth) -> None:
-    """AUTH (with the ACL user when set) and SELECT, each answer checked; raises SessionError."""
-    reader, writer = stream
-    password = reveal(auth.redis_password)
-    try:
+    proto = "redis"
+
+    def __init__(self, auth: RedisAuth) -> None:
+        self._secrets = SecretSet(auth.secret_values())
+        password = reveal(auth.redis_password)
+        self._steps: list[tuple[bytes, str]] = []
         if password:
-            args = [b"AUTH", *([auth.redis_username.encode()] if auth.redis_username else []), password.encode()]
-            writer.write(encode(*args))
-            reply = await _reply_line(reader)
-            if not reply.startswith(b"+"):
-                message = reply.decode("utf-8", "replace").replace(password, "***")[:200]
-                raise SessionError(f"redis auth failed: {message.lstrip('-')}")
+            user = [auth.redis_username.encode()] if auth.redis_username else []
+            self._steps.append((encode(b"AUTH", *user, password.encode()), "auth"))
         if auth.redis_db:
-            writer.write(encode(b"SELECT", str(auth.redis_db).encode()))
-            reply = await _reply_line(reader)
-            if not reply.startswith(b"+"):
-                raise SessionError(f"redis SELECT {auth.redis_db} failed: {reply.decode('utf-8', 'replace')[:200]}")
-    except (OSError, TimeoutError) as exc:
-        raise SessionError(f"redis auth failed: {type(exc).__name__}") from None
+            self._steps.append((encode(b"SELECT", str(auth.redis_db).encode()), f"SELECT {auth.redis_db}"))
+        self._step = "auth"
+        self._buffer = b""
+        self.trailing = b""
+
+    def start(self) -> Action:
+        return self._next()
+
+    def _next(self) -> Action:
+        if not self._steps:
+            self.trailing, self._buffer = self._buffer, b""
+            return Action(done=True)
+        command, self._step = self._steps.pop(0)
+        return Action(send=command)
+
+    def feed(self, data: bytes) -> Action:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_REPLY:
+                return Action(error=f"redis {self._step} failed: reply too long")
+            return Action()
+        reply, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+        if not reply.startswith(b"+"):
+            words = self._secrets.mask(reply.decode("utf-8", "replace"))[:200].lstrip("-")
+            return Action(error=f"redis {self._step} failed: {words}")
+        return self._next()
+
+    def eof(self) -> Action:
+        return Action(error=f"redis {self._step} failed: the server closed the connection")
+
+    def tls_started(self) -> Action:  # Redis TLS is implicit: the handler upgrades before the login
+        return Action(error="redis: unexpected TLS upgrade")
+
+
+async def login(stream: Stream, auth: RedisAuth) -> Stream:
+    """Run :class:`RedisLogin` on ``stream``; raises SessionError."""
+    return await run_upstream(RedisLogin(auth), stream, None, TIMEOUT)
 
 
 def driver(auth: RedisAuth, client_secret: str | None) -> Driver:

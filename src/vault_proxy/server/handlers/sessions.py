@@ -82,7 +82,7 @@ async def _redis_login(
 ) -> tuple[Stream, Driver]:
     if auth.redis_tls:
         stream = await secure("redis", stream, auth.redis_host, tls)
-    await redis.login(stream, auth)
+    stream = await redis.login(stream, auth)
     return stream, redis.driver(auth, secret)
 
 
