@@ -59,8 +59,23 @@ class Tls:
     context: ssl.SSLContext
 
 
+# The whole login, however the server paces it (a drip of notices or one byte at a time), ends by then.
+LOGIN_DEADLINE = 30.0
+
+
 async def run_upstream(machine: UpstreamLogin, stream: Stream, tls: Tls | None, timeout: float) -> Stream:
-    """Drive ``machine`` over ``stream`` until done; returns the (maybe upgraded) stream or raises SessionError."""
+    """Drive ``machine`` over ``stream`` until done; returns the (maybe upgraded) stream or raises SessionError.
+
+    ``timeout`` bounds each read; :data:`LOGIN_DEADLINE` the whole login.
+    """
+    try:
+        async with asyncio.timeout(LOGIN_DEADLINE):
+            return await _drive(machine, stream, tls, timeout)
+    except TimeoutError:
+        raise SessionError(f"{machine.proto} login timed out") from None
+
+
+async def _drive(machine: UpstreamLogin, stream: Stream, tls: Tls | None, timeout: float) -> Stream:
     action = machine.start()
     try:
         while True:
@@ -80,10 +95,17 @@ async def run_upstream(machine: UpstreamLogin, stream: Stream, tls: Tls | None, 
             if action.tls:
                 if tls is None:
                     raise SessionError(f"{machine.proto} TLS failed: no TLS context")
+                if _buffered(stream[0]):  # sent before the TLS handshake, read as if after it: injection
+                    raise SessionError(f"{machine.proto} TLS failed: the server sent data before the TLS handshake")
                 stream = await secure(machine.proto, stream, tls.host, tls.context)
                 action = machine.tls_started()
                 continue
             data = await asyncio.wait_for(stream[0].read(CHUNK), timeout)
             action = machine.feed(data) if data else machine.eof()
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:  # a read timeout; the deadline arrives as a cancellation
         raise SessionError(f"{machine.proto} connect failed: {type(exc).__name__}") from None
+
+
+def _buffered(reader: asyncio.StreamReader) -> int:
+    """Bytes the reader holds that the machine has not been fed (asyncio has no public accessor)."""
+    return len(getattr(reader, "_buffer", b""))
