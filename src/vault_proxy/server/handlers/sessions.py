@@ -8,6 +8,7 @@ one-time ``client_secret`` the local client must log in with, unless ``?client_s
 
 from __future__ import annotations
 
+import base64
 import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from ...redaction import SecretSet
 from ...sessions import imap, postgres, redis, smtp
 from ...sessions.dial import Stream, client_tls, dial, secure
 from ...sessions.errors import FD_EXHAUSTED, SessionError
@@ -34,9 +36,27 @@ OUT_OF_FILES = "session unavailable: too many open files on the vault server, tr
 
 
 class _SessionFailure(ApiError):
-    def __init__(self, error: SessionError) -> None:
-        super().__init__(error.message)
+    """A failed session: the message (to the caller and the audit line) masked with every form of the
+    service's secrets, whatever the protocol code already did (one last net for server-chosen text)."""
+
+    def __init__(self, error: SessionError, service: Service) -> None:
+        super().__init__(login_secrets(service).mask(error.message))
         self.status = error.status
+
+
+def login_secrets(service: Service) -> SecretSet:
+    """The service's secrets plus the encodings a login sends them in (SASL PLAIN and LOGIN base64),
+    which a hostile server may echo back in its error text."""
+    values = service.secret_values()
+    auth = service.auth
+    user = getattr(auth, "smtp_user", None) or getattr(auth, "imap_user", None) or getattr(auth, "redis_username", None)
+    user = str(user or "")
+    encoded = []
+    for value in values:
+        for form in (value, f"\0{user}\0{value}", f"{user}\0{user}\0{value}"):
+            raw = base64.b64encode(form.encode("utf-8"))
+            encoded += [raw.decode("ascii"), raw.rstrip(b"=").decode("ascii")]
+    return SecretSet([*values, *encoded])
 
 
 class _Unavailable(ApiError):
@@ -144,7 +164,7 @@ async def _start(context: AppContext, proto: str, service: Service, session: One
         session.close()
         if _out_of_files(exc):
             raise _Unavailable(OUT_OF_FILES) from None
-        raise _SessionFailure(exc) from None
+        raise _SessionFailure(exc, service) from None
     except BaseException:
         session.close()
         raise
