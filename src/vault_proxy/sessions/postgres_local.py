@@ -5,21 +5,26 @@ password asked for (cleartext: the loopback hop) must be the session's client se
 (else AuthenticationOk at once); a wrong one ends the session. The startup's other parameters are
 applied upstream with ``set_config`` (``wants_upstream``: the listener feeds the upstream's answer to
 ``feed_upstream``) before the upstream's ParameterStatus (as changed by them), BackendKeyData and
-ReadyForQuery are replayed. After the login client bytes go through ``PostgresFilter``.
+ReadyForQuery are replayed, the stored secrets masked out of them (``SecretSet.mask``; the server chooses
+them) and the parameters capped as in the upstream login. After the login client bytes go through
+``PostgresFilter``.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 
+from ..redaction import SecretSet
 from . import postgres_wire as wire
 from .postgres_filter import PostgresFilter
-from .postgres_login import UpstreamState
+from .postgres_login import MAX_PARAMETERS, TOO_MANY_PARAMETERS, UpstreamState, merge_parameters
 from .sql_check import READ_ONLY_REFUSAL, READ_ONLY_SETTINGS
 from .steps import Step, secret_matches
 
 _NOT_SETTINGS = {"user", "database", "replication", "options"}
 MAX_STARTUP = 10_000
+_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
 
 
 def _option_settings(options: str) -> dict[str, str]:
@@ -68,8 +73,13 @@ def _literal(text: str) -> str:
 class PostgresLocal:
     """``step``: ``startup``, ``password``, ``settings`` (waiting for the upstream), ``done``."""
 
-    def __init__(self, state: UpstreamState, client_secret: str | None = None, read_only: bool = False) -> None:
+    def __init__(
+        self, state: UpstreamState, client_secret: str | None = None, read_only: bool = False,
+        secrets: SecretSet | None = None,
+    ) -> None:  # fmt: skip
         self._state, self._secret, self._read_only = state, client_secret, read_only
+        self._secrets = secrets if secrets is not None else state.secrets
+        self._parameter_messages = 0
         self._filter = PostgresFilter(read_only)
         self._buffer = b""
         self._upstream = b""
@@ -173,20 +183,27 @@ class PostgresLocal:
             kind, payload = self._upstream[:1], self._upstream[5 : 1 + length]
             self._upstream = self._upstream[1 + length :]
             if kind == b"S":
-                self._status.update(wire.parse_pairs(payload))
+                self._parameter_messages += 1
+                if self._parameter_messages > MAX_PARAMETERS or not merge_parameters(self._status, payload):
+                    self.wants_upstream = False
+                    return self._refuse("08P01", f"the upstream sent {TOO_MANY_PARAMETERS}")
             elif kind == b"E":
                 self._error = wire.error_fields(payload)
             elif kind == b"Z":
                 self.wants_upstream = False
                 if self._error:
-                    code, text = self._error.get("C", "XX000"), self._error.get("M", "invalid startup parameter")
+                    code = self._error.get("C", "")
+                    code = code if _SQLSTATE.fullmatch(code) and self._secrets.mask(code) == code else "XX000"
+                    text = self._secrets.mask(self._error.get("M", "invalid startup parameter"))[:1000]
                     return self._refuse(code, text)
                 return self._after(self._replay(b""))
         return Step()
 
     def _replay(self, out: bytes) -> Step:
-        replay = [wire.message(b"S", wire.cstring(k) + wire.cstring(v)) for k, v in self._status.items()]
-        if self._state.backend_key:
-            replay.append(wire.message(b"K", self._state.backend_key))
+        mask = self._secrets.mask
+        replay = [wire.message(b"S", wire.cstring(mask(k)) + wire.cstring(mask(v))) for k, v in self._status.items()]
+        key = self._state.backend_key
+        if key and self._secrets.mask_bytes(key) == key:  # a key holding a secret is not replayed
+            replay.append(wire.message(b"K", key))
         self.step, self.logged_in = "done", True
         return Step(to_client=out + wire.auth_request(wire.AUTH_OK) + b"".join(replay) + wire.message(b"Z", b"I"))

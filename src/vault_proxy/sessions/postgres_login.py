@@ -4,7 +4,10 @@
 refused under require). Startup as the stored user and database (with ``postgres_read_only``,
 ``default_transaction_read_only=on`` too). SCRAM-SHA-256 with the server's signature checked (PBKDF2
 is ``work`` the runner does off the event loop); cleartext or md5 only when the server asks and the
-connection is encrypted. Then ParameterStatus and BackendKeyData are kept until ReadyForQuery.
+connection is encrypted (SCRAM: exactly SASL, one SASLContinue, one SASLFinal, then AuthenticationOk; any
+other order is refused). Then ParameterStatus (at most ``MAX_PARAMETERS`` pairs, ``MAX_PARAMETER_BYTES`` of
+names and values) and BackendKeyData are kept until ReadyForQuery. Server words in errors are masked
+through the service's ``SecretSet`` (kept on ``UpstreamState`` for the local replay too).
 """
 
 from __future__ import annotations
@@ -19,6 +22,22 @@ from .handshake import Action
 from .scram import MECHANISM, ScramClient, ScramError
 
 BROKE_OFF = "postgres connect failed: the server broke off the handshake"
+MAX_PARAMETERS = 64
+MAX_PARAMETER_BYTES = 16 * 1024
+TOO_MANY_PARAMETERS = "too many server parameters"
+BACKEND_KEY_LENGTH = 8  # protocol 3.0: process id and secret key
+
+
+def merge_parameters(parameters: dict[str, str], payload: bytes) -> bool:
+    """ParameterStatus ``payload`` into ``parameters``; False (nothing merged) past the caps."""
+    if len(payload) > MAX_PARAMETER_BYTES:
+        return False
+    merged = {**parameters, **wire.parse_pairs(payload)}
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in merged.items())
+    if len(merged) > MAX_PARAMETERS or size > MAX_PARAMETER_BYTES:
+        return False
+    parameters.update(merged)
+    return True
 
 
 @dataclass
@@ -27,6 +46,7 @@ class UpstreamState:
 
     parameters: dict[str, str] = field(default_factory=dict)
     backend_key: bytes = b""
+    secrets: SecretSet = field(default_factory=SecretSet, repr=False, compare=False)
 
 
 def _md5_answer(user: str, password: str, salt: bytes) -> str:
@@ -53,11 +73,14 @@ class PostgresLogin:
         if read_only:
             self._startup["default_transaction_read_only"] = "on"
         self.step = "SSLRequest" if tls != "disable" else "auth"
-        self.state = UpstreamState()
+        self.state = UpstreamState(secrets=self._secrets)
+        self._parameter_messages = 0
         self.trailing = b""
         self._buffer = b""
         self._encrypted = False
         self._scram: ScramClient | None = None
+        self._method: str | None = None  # the first authentication request answered
+        self._scram_stage = ""  # "first" sent, "continued" (proof), "final" (signature checked)
         self._verified = False
         self._finished = False
 
@@ -138,6 +161,9 @@ class PostgresLogin:
             text = f"(SQLSTATE {fields.get('C', '?')})"[:200]
         return Action(error=f"postgres {step} failed: {text}")
 
+    def _out_of_order(self, code: int) -> Action:
+        return Action(error=f"postgres auth failed: authentication request {code} out of order")
+
     def _on_message(self, kind: bytes, payload: bytes) -> Action:
         if self.step == "login":
             return self._on_login_message(kind, payload)
@@ -153,22 +179,35 @@ class PostgresLogin:
             self.step = "login"
             return Action()
         if code == wire.AUTH_SASL:
+            if self._method is not None:
+                return self._out_of_order(code)
+            self._method = "scram"
             if MECHANISM.encode() not in data.split(b"\0"):
                 return Action(error="postgres auth failed: the server offers no SCRAM-SHA-256")
             self._scram = ScramClient(self._password)
+            self._scram_stage = "first"
             first = self._scram.first_message()
             return Action(send=wire.message(b"p", wire.cstring(MECHANISM) + struct.pack("!i", len(first)) + first))
-        if code == wire.AUTH_SASL_CONTINUE and self._scram is not None:
+        if code == wire.AUTH_SASL_CONTINUE:
+            if self._scram is None or self._scram_stage != "first":
+                return self._out_of_order(code)
+            self._scram_stage = "continued"
             self.step = "SCRAM proof"
             return Action(work=lambda: self._prove(data))
-        if code == wire.AUTH_SASL_FINAL and self._scram is not None:
+        if code == wire.AUTH_SASL_FINAL:
+            if self._scram is None or self._scram_stage != "continued":
+                return self._out_of_order(code)
+            self._scram_stage = "final"
             try:
                 self._scram.verify_server(data)
             except ScramError as exc:
-                return Action(error=f"postgres auth failed: {exc}")
+                return Action(error=self._secrets.mask(f"postgres auth failed: {exc}"))
             self._verified = True
             return Action()
         if code in (wire.AUTH_CLEARTEXT, wire.AUTH_MD5):
+            if self._method is not None:
+                return self._out_of_order(code)
+            self._method = "password"
             method = "cleartext" if code == wire.AUTH_CLEARTEXT else "md5"
             if not self._encrypted:
                 return Action(
@@ -190,15 +229,19 @@ class PostgresLogin:
         try:
             proof = wire.message(b"p", self._scram.final_message(server_first))
         except ScramError as exc:
-            return self._end(Action(error=f"postgres auth failed: {exc}"))
+            return self._end(Action(error=self._secrets.mask(f"postgres auth failed: {exc}")))
         self.step = "auth"
         more = self._process()
         return Action(send=proof + more.send, done=more.done, error=more.error, work=more.work)
 
     def _on_login_message(self, kind: bytes, payload: bytes) -> Action:
         if kind == b"S":
-            self.state.parameters.update(wire.parse_pairs(payload))
+            self._parameter_messages += 1
+            if self._parameter_messages > MAX_PARAMETERS or not merge_parameters(self.state.parameters, payload):
+                return Action(error=f"postgres login failed: {TOO_MANY_PARAMETERS}")
         elif kind == b"K":
+            if len(payload) != BACKEND_KEY_LENGTH:
+                return Action(error="postgres login failed: malformed BackendKeyData")
             self.state.backend_key = payload
         elif kind == b"E":
             return self._server_error("login", payload)

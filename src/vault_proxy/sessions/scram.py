@@ -9,10 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 MECHANISM = "SCRAM-SHA-256"
 _GS2_HEADER = "n,,"  # no channel binding, no authzid
+MAX_ITERATIONS = 10_000_000
+_ITERATIONS = re.compile(r"[0-9]{1,10}")
+_ERROR_CODE = re.compile(r"[a-z-]{1,40}")  # RFC 5802 server-error values are tokens like invalid-proof
 
 
 class ScramError(Exception):
@@ -39,18 +43,31 @@ class ScramClient:
         return (_GS2_HEADER + self._first_bare).encode()
 
     def final_message(self, server_first: bytes) -> bytes:
-        """Answer the server-first message with the client proof."""
-        text = server_first.decode("utf-8", "replace")
+        """Answer the server-first message with the client proof (every malformed input: ``ScramError``)."""
+        try:
+            return self._final_message(server_first)
+        except ScramError:
+            raise
+        except (ValueError, IndexError, UnicodeError, OverflowError, TypeError):
+            raise ScramError("malformed server-first message") from None
+
+    def _final_message(self, server_first: bytes) -> bytes:
+        try:
+            text = server_first.decode("ascii")
+        except UnicodeDecodeError:
+            raise ScramError("malformed server-first message") from None
         attrs = _attributes(text)
         nonce, salt, iterations = attrs.get("r", ""), attrs.get("s", ""), attrs.get("i", "")
         if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
             raise ScramError("server nonce does not extend ours")
-        if not iterations.isdecimal() or not 0 < int(iterations) <= 10_000_000:
+        if not _ITERATIONS.fullmatch(iterations) or not 0 < int(iterations) <= MAX_ITERATIONS:
             raise ScramError("bad iteration count")
         try:
             salt_bytes = base64.b64decode(salt, validate=True)
         except ValueError:
             raise ScramError("bad salt") from None
+        if not salt_bytes:
+            raise ScramError("bad salt")
         salted = hashlib.pbkdf2_hmac("sha256", self._password, salt_bytes, int(iterations))
         client_key = _hmac(salted, b"Client Key")
         channel = base64.b64encode(_GS2_HEADER.encode()).decode()
@@ -62,13 +79,16 @@ class ScramClient:
         return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 
     def verify_server(self, server_final: bytes) -> None:
-        """Raise unless the server proved it knows the password too."""
+        """Raise unless the server proved it knows the password too.
+
+        An ``e=`` error is named only by an allow-listed token: the text is the server's to choose."""
         attrs = _attributes(server_final.decode("utf-8", "replace"))
         if "e" in attrs:
-            raise ScramError(f"server error {attrs['e']}")
+            code = attrs["e"]
+            raise ScramError(f"server error {code}" if _ERROR_CODE.fullmatch(code) else "server error")
         try:
             signature = base64.b64decode(attrs.get("v", ""), validate=True)
-        except ValueError:
+        except (ValueError, UnicodeError):
             signature = b""
         if not self._server_signature or not hmac.compare_digest(signature, self._server_signature):
             raise ScramError("server signature does not match")
