@@ -142,6 +142,10 @@ class TokenRegistry:
             raise AmbiguousPrefixError(f"token prefix {key!r} is ambiguous")
         return self._by_digest.pop(matches[0].digest)
 
+    def is_live(self, record: TokenRecord) -> bool:
+        """Whether ``record`` is still a valid token (not revoked, not expired), e.g. after a long await."""
+        return self._by_digest.get(record.digest) is record and record.expires_at > time.time()
+
     def revoke_all(self) -> None:
         self._by_digest.clear()
 

@@ -75,3 +75,56 @@ def test_a_server_echoing_the_sasl_token_gets_no_form_of_the_password_out(proxy_
     assert "535" in resp.json()["error"] and plain not in resp.text and password not in resp.text
     audit = proxy_env.server.audit_path.read_text()
     assert plain not in audit and plain.rstrip("=") not in audit and password not in audit
+
+
+class SlowSmtp(EchoingSmtp):
+    """Greets after a pause, then accepts any login."""
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(1.5)
+        writer.write(b"220 mail ready\r\n")
+        try:
+            for _ in range(10):  # bounded
+                line = await asyncio.wait_for(reader.readline(), 10)
+                if not line:
+                    break
+                if line.upper().startswith((b"EHLO", b"HELO")):
+                    writer.write(b"250-mail\r\n250 AUTH PLAIN LOGIN\r\n")
+                elif line.upper().startswith(b"AUTH"):
+                    writer.write(b"235 2.7.0 ok\r\n")
+                else:
+                    writer.write(b"250 ok\r\n")
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_a_token_revoked_while_its_session_logs_in_gets_no_session(proxy_env):
+    """Red-team round 3: sessions were tracked only after the login, so a revoke during a slow login
+    still handed out a working address."""
+    import concurrent.futures
+
+    from helpers import create_token
+
+    peer = SlowSmtp().start()
+    try:
+        name = unique("mail")
+        body = {"name": name, "auth": {"type": "smtp", "smtp_host": "127.0.0.1", "smtp_port": peer.port,
+                                       "smtp_user": USER, "smtp_password": proxy_env.secrets.new("pw"),
+                                       "smtp_tls": "none"}}  # fmt: skip
+        assert proxy_env.server.http.post("/services", json=body, headers=proxy_env.server.admin_headers()).status_code == 201
+        token = create_token(proxy_env.server, {"scope": "proxy", "services": [name]})["id"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(lambda: proxy_env.server.new_client(timeout=30).post(
+                f"/smtp/{name}/session", headers={"Authorization": f"Bearer {token}"}))  # fmt: skip
+            import time
+
+            time.sleep(0.5)
+            revoked = proxy_env.server.http.delete(f"/tokens/{token[:8]}", headers=proxy_env.server.admin_headers())
+            assert revoked.status_code == 200
+            resp = future.result(timeout=30)
+        assert resp.status_code == 401, resp.text
+    finally:
+        peer.stop()

@@ -25,7 +25,7 @@ from ...sessions.steps import new_client_secret
 from ...vault.models import ImapAuth, PostgresAuth, RedisAuth, Service, SmtpAuth
 from ..bodies import json_response
 from ..context import AppContext, ctx
-from ..errors import ApiError, BadRequest, TooManyRequests, VaultLocked
+from ..errors import ApiError, BadRequest, TooManyRequests, Unauthorized, VaultLocked
 from ..request_keys import AUDIT_EXTRA, TOKEN
 from ..routing import endpoint
 from .services import visible_service
@@ -198,6 +198,8 @@ def _session_endpoint(proto: str):
         session = OneShot(proto, service.name, timeout, context.audit)
         try:
             await _start(context, proto, service, session, secret)
+            if not context.tokens.is_live(request[TOKEN]):  # revoked or expired during the login
+                raise Unauthorized("token revoked or expired while the session was opening")
             context.sessions.track(session, slot, request[TOKEN].expires_at)
         except BaseException as exc:
             slot.release()
