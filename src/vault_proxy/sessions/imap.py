@@ -20,7 +20,7 @@ from ..vault.models import ImapAuth
 from ..vault.secret import reveal
 from .dial import Stream
 from .handshake import MAX_REPLY, Action, Tls, run_upstream
-from .imap_local import ImapLocal
+from .imap_local import ImapLocal, safe_tokens
 from .listener import Driver
 from .masking import LineFrames, ReplyMask
 
@@ -114,6 +114,10 @@ class ImapLogin:
         masked = self._secrets.mask(text)[:limit]
         return "" if self._password and self._password in masked else masked
 
+    def _shown(self, capabilities: list[str]) -> list[str]:
+        """The post-login capabilities to show locally: no pre-login ones, none holding a secret."""
+        return [c for c in safe_tokens(capabilities, self._secrets) if not c.upper().startswith(_PRE_LOGIN)]
+
     def _command(self, step: str, text: str | bytes) -> Action:
         """Start a tagged command; its tagged reply moves the login on."""
         self.step = step
@@ -136,9 +140,11 @@ class ImapLogin:
 
     def _on_greeting(self, greeting: str) -> Action:
         if greeting.upper().startswith("* PREAUTH"):
+            if self._starttls:  # a PREAUTH in clear would skip STARTTLS: a MITM stripping TLS
+                return Action(error="imap TLS failed: STARTTLS required, but the server greeted PREAUTH")
             return self._post_login(greeting)
         if not greeting.upper().startswith("* OK"):
-            return Action(error=f"imap connect failed: greeting {greeting[:100]!r}")
+            return Action(error=f"imap connect failed: greeting {self._masked(greeting, 100)!r}")
         if self._starttls:
             return self._command("STARTTLS", "STARTTLS")
         return self._command("CAPABILITY", "CAPABILITY")
@@ -147,7 +153,7 @@ class ImapLogin:
         step = self.step
         if step == "STARTTLS":
             if not status.upper().startswith("OK"):
-                return Action(error=f"imap TLS failed: STARTTLS answered {status[:100]}")
+                return Action(error=f"imap TLS failed: STARTTLS answered {self._masked(status, 100)}")
             self.step = "TLS handshake"
             return Action(tls=True)
         if step == "CAPABILITY":
@@ -156,7 +162,7 @@ class ImapLogin:
             if not status.upper().startswith("OK"):
                 return Action(error=f"imap auth failed: {self._masked(status)}")
             return self._post_login(status)
-        self.capabilities = [c for c in _capabilities(self._untagged) if not c.upper().startswith(_PRE_LOGIN)]
+        self.capabilities = self._shown(_capabilities(self._untagged))
         self.step = "done"
         return Action(done=True)
 
@@ -209,7 +215,7 @@ class ImapLogin:
         match = _CAPABILITY.search(status)
         if not match:
             return self._command("post-login CAPABILITY", "CAPABILITY")
-        self.capabilities = [c for c in match.group(1).split() if not c.upper().startswith(_PRE_LOGIN)]
+        self.capabilities = self._shown(match.group(1).split())
         self.step = "done"
         return Action(done=True)
 
@@ -223,6 +229,7 @@ async def login(stream: Stream, auth: ImapAuth, tls: ssl.SSLContext) -> tuple[St
 
 
 def driver(auth: ImapAuth, capabilities: list[str], client_secret: str | None) -> Driver:
-    local = ImapLocal(capabilities, client_secret)
-    mask = ReplyMask.of(SecretSet(auth.secret_values()), LineFrames())
+    secrets = SecretSet(auth.secret_values())
+    local = ImapLocal(capabilities, client_secret, secrets)
+    mask = ReplyMask.of(secrets, LineFrames())
     return Driver(greeting=local.greeting, client_filter=local, reply_filter=mask)

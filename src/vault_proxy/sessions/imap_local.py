@@ -9,7 +9,9 @@ After the login every byte (pipelined commands included) goes through ``ImapFilt
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
+from ..redaction import SecretSet
 from .imap_filter import ImapFilter
 from .local_login import imap_login_password, sasl_plain_password
 from .steps import Step, secret_matches
@@ -20,8 +22,13 @@ _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r\n$")
 
 
 class ImapLocal:
-    def __init__(self, capabilities: list[str], client_secret: str | None = None) -> None:
-        others = [c for c in capabilities if c.upper() != "IMAP4REV1"]
+    def __init__(
+        self, capabilities: list[str], client_secret: str | None = None, secrets: SecretSet | None = None
+    ) -> None:
+        # Upstream capabilities are upstream text shown before the reply mask runs: any holding a
+        # secret is dropped (no valid capability holds one).
+        shown = safe_tokens(capabilities, secrets or SecretSet())
+        others = [c for c in shown if c.upper() != "IMAP4REV1"]
         self._local = " ".join(["IMAP4rev1", *others, "AUTH=PLAIN", "SASL-IR"])
         self._after_login = " ".join(["IMAP4rev1", *others])
         self._secret = client_secret
@@ -114,6 +121,11 @@ class ImapLocal:
             return [f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed"], "wrong client secret"
         self.logged_in = True
         return [f"{tag} OK [CAPABILITY {self._after_login}] Logged in"], None
+
+
+def safe_tokens(tokens: Iterable[str], secrets: SecretSet) -> list[str]:
+    """``tokens`` (capabilities, EHLO extensions) without those holding any form of a secret."""
+    return [t for t in tokens if secrets.mask(t) == t]
 
 
 def _text(lines: list[str]) -> bytes:

@@ -19,6 +19,7 @@ from ..vault.models import SmtpAuth
 from ..vault.secret import reveal
 from .dial import Stream
 from .handshake import MAX_REPLY, Action, Tls, run_upstream
+from .imap_local import safe_tokens
 from .listener import Driver
 from .local_login import base64_text, sasl_plain_password
 from .masking import LineFrames, ReplyMask
@@ -134,7 +135,8 @@ class SmtpLogin:
             return self._send("AUTH LOGIN password", base64.b64encode(self._password.encode()).decode())
         if code == 235:
             self.step = "done"
-            self.extensions = [line for line in self._ehlo[1:] if not line.upper().startswith(_HIDDEN)]
+            shown = safe_tokens(self._ehlo[1:], self._secrets)  # an extension holding a secret: dropped
+            self.extensions = [line for line in shown if not line.upper().startswith(_HIDDEN)]
             return Action(done=True)
         detail = " ".join(text) if step in ("AUTH PLAIN", "AUTH LOGIN password") and code != 334 else ""
         return Action(error=self._auth_failure(code, detail))
@@ -165,8 +167,12 @@ async def login(stream: Stream, auth: SmtpAuth, tls: ssl.SSLContext) -> tuple[St
 class SmtpLocal:
     """The local side as a client filter: answers until AUTH carries the client secret, then passes bytes on."""
 
-    def __init__(self, extensions: list[str], client_secret: str | None = None) -> None:
-        self._extensions, self._secret = extensions, client_secret
+    def __init__(
+        self, extensions: list[str], client_secret: str | None = None, secrets: SecretSet | None = None
+    ) -> None:
+        # Upstream extension lines are upstream text shown before the reply mask runs: any holding a
+        # secret is dropped (no valid extension holds one).
+        self._extensions, self._secret = safe_tokens(extensions, secrets or SecretSet()), client_secret
         self._buffer = b""
         self._auth: str | None = None  # "PLAIN", "LOGIN user", "LOGIN password" while a 334 is answered
         self.logged_in = False
@@ -248,6 +254,7 @@ def _text(lines: list[str]) -> bytes:
 
 
 def driver(auth: SmtpAuth, extensions: list[str], client_secret: str | None) -> Driver:
-    local = SmtpLocal(extensions, client_secret)
-    mask = ReplyMask.of(SecretSet(auth.secret_values()), LineFrames())
+    secrets = SecretSet(auth.secret_values())
+    local = SmtpLocal(extensions, client_secret, secrets)
+    mask = ReplyMask.of(secrets, LineFrames())
     return Driver(greeting=local.greeting, client_filter=local, reply_filter=mask)
